@@ -1,0 +1,42 @@
+"""Install crackscan: the training package, the Beam scoring pipeline and their shared core.
+
+The TensorFlow distribution is chosen at install time: the CPU build by default (no CUDA
+wheels on laptops, CI or Dataflow CPU workers); set ``CRACKSCAN_TENSORFLOW=tensorflow`` to
+install the GPU-capable build instead. The same file is Dataflow's ``--setup_file``.
+"""
+import os
+
+from setuptools import find_packages, setup
+
+TENSORFLOW = os.environ.get("CRACKSCAN_TENSORFLOW", "tensorflow-cpu")
+
+setup(
+    name="crackscan",
+    version="0.1.0",
+    description="Concrete crack classifier training and bulk scoring with Apache Beam",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["crackscan", "crackscan.*", "training", "training.*",
+                                    "pipeline", "pipeline.*"]),
+    install_requires=[
+        f"{TENSORFLOW}==2.21.0",
+        # The CPU build of TensorFlow does not pull TensorBoard; the callback needs it.
+        "tensorboard>=2.21,<2.22",
+        "apache-beam[gcp]==2.77.0",
+        "numpy>=1.26",
+        "pillow>=10.3",
+        "google-cloud-storage>=2.16",
+        "matplotlib>=3.8",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+    },
+    entry_points={
+        "console_scripts": [
+            "crackscan-build-dataset=training.build_dataset:main",
+            "crackscan-train=training.train:main",
+            "crackscan-score=pipeline.score:main",
+            "crackscan-demo=crackscan.demo:main",
+        ],
+    },
+)

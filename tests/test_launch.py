@@ -1,0 +1,88 @@
+"""The launch scripts parse, and refuse to start, naming what is missing, before any job runs.
+
+Every run here stops at the scripts' own checks; `PYTHON` points at a command that fails
+loudly, so a script that got past its checks would fail these tests instead of scoring.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+LAUNCH = Path(__file__).resolve().parents[1] / "launch"
+SCRIPTS = sorted(LAUNCH.glob("*.sh"))
+BASH = shutil.which("bash")
+NOT_A_PYTHON = "/nonexistent/python-must-not-be-reached"
+
+# Script -> the settings it must name when started with nothing at all.
+REQUIRED = {
+    "local.sh": ["INPUT", "MODEL_DIR", "OUT"],
+    "dataflow.sh": ["INPUT", "MODEL_DIR", "OUT", "PROJECT", "REGION", "BUCKET"],
+    "flink.sh": ["INPUT", "MODEL_DIR", "OUT", "FLINK_MASTER", "FLINK_VERSION"],
+    "nightly.sh": ["SURVEY_ROOT", "OUTPUT_ROOT", "MODEL_DIR"],
+}
+
+pytestmark = pytest.mark.skipif(BASH is None, reason="bash is not installed")
+
+
+def run(script: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([BASH, str(LAUNCH / script), *args], capture_output=True, text=True,
+                          env={"PYTHON": NOT_A_PYTHON, **env}, timeout=30, check=False)
+
+
+def test_every_runnable_script_is_covered():
+    runnable = {path.name for path in SCRIPTS if path.name != "common.sh"}
+    assert runnable == set(REQUIRED)
+    for name in runnable:
+        assert os.access(LAUNCH / name, os.X_OK), f"{name} is not executable (cron calls it)"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
+def test_scripts_parse(script: Path):
+    result = subprocess.run([BASH, "-n", str(script)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_scripts_pass_shellcheck():
+    result = subprocess.run(["shellcheck", "-x", *map(str, SCRIPTS)], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("script", sorted(REQUIRED))
+def test_empty_environment_is_refused_naming_every_missing_setting(script: str):
+    result = subprocess.run([BASH, str(LAUNCH / script)], capture_output=True, text=True,
+                            env={}, timeout=30, check=False)
+
+    assert result.returncode != 0
+    for name in REQUIRED[script]:
+        assert f"{name}:" in result.stderr, result.stderr
+    assert "unbound variable" not in result.stderr
+
+
+def test_flink_portable_mode_asks_for_the_job_endpoint_instead():
+    result = run("flink.sh", "in/", "model/", "out/", FLINK_MODE="portable")
+
+    assert result.returncode != 0
+    assert "JOB_ENDPOINT" in result.stderr and "FLINK_MASTER" not in result.stderr
+
+
+def test_dataflow_refuses_local_paths_its_workers_cannot_read():
+    result = run("dataflow.sh", "/home/me/photos/", "gs://m/v1", "gs://o/x",
+                 PROJECT="p", REGION="europe-west1", BUCKET="b")
+
+    assert result.returncode != 0
+    assert "INPUT must be a gs:// path" in result.stderr
+
+
+def test_nightly_refuses_a_malformed_night(tmp_path: Path):
+    result = run("nightly.sh", "2024-6-1", SURVEY_ROOT=str(tmp_path), OUTPUT_ROOT=str(tmp_path),
+                 MODEL_DIR=str(tmp_path), LOG_DIR=str(tmp_path / "logs"))
+
+    assert result.returncode != 0
+    assert "NIGHT must be YYYY-MM-DD" in result.stderr

@@ -1,0 +1,1 @@
+"""Training: labelled folder archive -> sharded TFRecords -> two-stage MobileNetV2 -> export."""
