@@ -17,7 +17,7 @@ import logging
 import os
 import posixpath
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any, Iterable
 
 import tensorflow as tf
@@ -56,9 +56,8 @@ def shard_paths(output: str, split: str, shards: int) -> list[str]:
 
 def collect(source: str, max_pixels: int) -> tuple[dict[str, dict], list[dict], list[dict]]:
     """Read every item once: unique examples by hash, rejected inputs, and duplicates."""
-    examples: dict[str, dict] = {}
+    groups: dict[str, list[dict]] = defaultdict(list)
     errors: list[dict] = []
-    duplicates: list[dict] = []
     for item in tqdm(sources.iter_items(source), desc="reading", unit=" files",
                      disable=None, file=sys.stderr):
         label_name = class_of(item.uri)
@@ -75,24 +74,20 @@ def collect(source: str, max_pixels: int) -> tuple[dict[str, dict], list[dict], 
             errors.append({"uri": item.uri, "stage": "decode", "error": str(exc)})
             continue
         sha = hashlib.sha256(item.data).hexdigest()
-        example = {"uri": item.uri, "label": CLASS_NAMES.index(label_name), "sha256": sha,
-                   "encoded": encoded, "format": fmt, "size": size}
-        kept = examples.get(sha)
-        if kept is None:
-            examples[sha] = example
-        elif kept["label"] != example["label"]:
-            duplicates.append({"uri": item.uri, "same_as": kept["uri"], "conflict": True})
-            kept["conflict"] = True
-        else:
-            first, second = sorted((kept, example), key=lambda e: e["uri"])
-            examples[sha] = first | {"conflict": kept.get("conflict", False)}
-            duplicates.append({"uri": second["uri"], "same_as": first["uri"],
-                               "conflict": False})
-    for sha, example in list(examples.items()):
-        if example.get("conflict"):
-            del examples[sha]
-            errors.append({"uri": example["uri"], "stage": "label",
-                           "error": "the same image bytes appear under both classes"})
+        groups[sha].append({"uri": item.uri, "label": CLASS_NAMES.index(label_name),
+                            "sha256": sha, "encoded": encoded, "format": fmt, "size": size})
+    examples: dict[str, dict] = {}
+    duplicates: list[dict] = []
+    for sha, group in groups.items():
+        group.sort(key=lambda e: e["uri"])
+        if len({e["label"] for e in group}) > 1:
+            names = ", ".join(e["uri"] for e in group)
+            errors += [{"uri": e["uri"], "stage": "label",
+                        "error": f"the same image bytes appear under both classes: {names}"}
+                       for e in group]
+            continue
+        examples[sha] = group[0]
+        duplicates += [{"uri": e["uri"], "same_as": group[0]["uri"]} for e in group[1:]]
     for error in errors:
         log.warning("skipped %s (%s): %s", error["uri"], error["stage"], error["error"])
     return examples, errors, duplicates

@@ -1,0 +1,150 @@
+"""Tiles to crack probabilities with Beam's RunInference and a Keras 3 model.
+
+Beam's stock TensorFlow handler imports ``tensorflow_hub`` and expects a SavedModel; the
+exported model is a ``.keras`` file, so this module has its own small ``ModelHandler``.
+RunInference loads the model once per worker process and shares it across threads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import tempfile
+from typing import Any, Iterator, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler, PredictionResult,
+                                           RunInference)
+
+from crackscan.model_card import MODEL_FILE, ModelCardError, join, model_version
+from pipeline.records import TileKey, TileScore, probability
+
+SCORES, FAILED = "scores", "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What scoring needs from a model directory, checked once before the pipeline starts."""
+
+    model_uri: str
+    model_sha256: str
+    version: str
+    class_names: tuple[str, ...]
+    positive_class: str
+    negative_class: str
+    threshold: float
+    tile_size: int
+
+    @property
+    def positive_index(self) -> int:
+        return self.class_names.index(self.positive_class)
+
+    @classmethod
+    def from_card(cls, model_dir: str, card: dict[str, Any]) -> "ModelSpec":
+        """Refuses cards that would make every row wrong rather than fail once scored."""
+        names = tuple(card["class_names"])
+        positive = card["positive_class"]
+        if len(names) != 2 or positive not in names:
+            raise ModelCardError(f"{model_dir}: class_names {list(names)} must name two "
+                                 f"classes, one of them the positive class {positive!r}")
+        threshold = float(card["threshold"])
+        if not 0.0 <= threshold <= 1.0:
+            raise ModelCardError(f"{model_dir}: threshold {threshold} is not a probability")
+        if "model_sha256" not in card:
+            raise ModelCardError(f"{model_dir}: model_sha256 is missing; every prediction "
+                                 f"row names the model version derived from it")
+        return cls(model_uri=join(model_dir, MODEL_FILE), model_sha256=card["model_sha256"],
+                   version=model_version(card), class_names=names, positive_class=positive,
+                   negative_class=next(name for name in names if name != positive),
+                   threshold=threshold, tile_size=int(card["tile_size"]))
+
+    def label(self, crack_probability: float) -> str:
+        return (self.positive_class if crack_probability >= self.threshold
+                else self.negative_class)
+
+
+class KerasTileModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
+    """Batches of equally sized RGB tiles to positive-class probabilities.
+
+    Keras is imported when a worker loads the model, not when the pipeline is built, so the
+    launcher starts without TensorFlow.
+    """
+
+    def __init__(self, spec: ModelSpec, batch_size: int) -> None:
+        # Fixed-size batches: Beam's adaptive batching would start at one tile and feed the
+        # model a new input shape on every growth step.
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
+        self._spec = spec
+
+    def load_model(self) -> Any:
+        """Copies the model to local disk (Keras cannot open ``gs://``) and checks its hash
+        again: the file may have been replaced since the launcher read the card."""
+        import keras
+
+        with FileSystems.open(self._spec.model_uri) as handle:
+            data = handle.read()
+        if hashlib.sha256(data).hexdigest() != self._spec.model_sha256:
+            raise ModelCardError(f"{self._spec.model_uri}: content changed since the job "
+                                 f"started; it no longer matches model_card.json")
+        handle, path = tempfile.mkstemp(suffix=".keras")
+        try:
+            with os.fdopen(handle, "wb") as local:
+                local.write(data)
+            return keras.saving.load_model(path, compile=False)
+        finally:
+            os.unlink(path)
+
+    def run_inference(self, batch: Sequence[np.ndarray], model: Any,
+                      inference_args: dict[str, Any] | None = None
+                      ) -> Iterator[PredictionResult]:
+        pixels = np.stack(batch).astype(np.float32)
+        positive = np.asarray(model.predict_on_batch(pixels))[:, self._spec.positive_index]
+        return (PredictionResult(example, float(p), model_id=self._spec.version)
+                for example, p in zip(batch, positive))
+
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        # The default pickles the whole batch just to measure it.
+        return sum(tile.nbytes for tile in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "crackscan_inference"
+
+
+def _tile_score(key: TileKey, result: PredictionResult) -> tuple[str, TileScore]:
+    return key.uri, TileScore(key.tile, key.box, probability(result.inference))
+
+
+def _failed_images(failure: tuple[list[tuple[TileKey, np.ndarray]], tuple]
+                   ) -> Iterator[tuple[str, str]]:
+    """One ``(uri, reason)`` per image with a tile in a batch the model failed on."""
+    batch, (_, error, trace) = failure
+    uris = sorted({key.uri for key, _ in batch})
+    logging.warning("inference failed on a batch of %d tiles from %d images: %s",
+                    len(batch), len(uris), "".join(trace))
+    for uri in uris:
+        yield uri, (f"model failed on a batch of {len(batch)} tiles holding tiles of this "
+                    f"image: {error}")
+
+
+class ScoreTiles(beam.PTransform):
+    """``(TileKey, pixels)`` to ``{"scores": (uri, TileScore), "failed": (uri, reason)}``.
+
+    A batch that raises is dead-lettered rather than failing the job; every image with a
+    tile in it is reported as failed, so no image is ever scored on part of its tiles.
+    """
+
+    def __init__(self, spec: ModelSpec, batch_size: int) -> None:
+        super().__init__()
+        self._handler = KeyedModelHandler(KerasTileModelHandler(spec, batch_size))
+
+    def expand(self, tiles: beam.PCollection) -> dict[str, beam.PCollection]:
+        results, dead_letters = (
+            tiles | "RunInference" >> RunInference(self._handler).with_exception_handling())
+        return {
+            SCORES: results | "ByImage" >> beam.MapTuple(_tile_score),
+            FAILED: dead_letters.failed_inferences | "FailedImages" >> beam.FlatMap(
+                _failed_images),
+        }

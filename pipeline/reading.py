@@ -1,0 +1,123 @@
+"""Inputs to image bytes: list the patterns, read files and archive members, set reused aside.
+
+Listing and reading are ``crackscan.sources``' job; this module only spreads them over
+workers and sorts every item into one of three outputs, so each input is counted exactly
+once: bytes to score, a row reused from an earlier run, or an error.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any, Iterator
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from crackscan import sources
+from crackscan.model_card import join
+from pipeline.records import SourceImage, error_row, parse_predictions
+
+IMAGES, REUSED, ERRORS = "images", "reused", "errors"
+# Often enough to watch a local run progress, rare enough not to flood a worker's log.
+LOG_EVERY = 500
+
+
+def previous_predictions_pattern(previous_out: str) -> str:
+    return join(previous_out, "predictions-*")
+
+
+class ReadPreviousPredictions(beam.PTransform):
+    """``(sha256, row)`` for every image an earlier run scored with this model version.
+
+    Rows of another model version are dropped: a changed model must score everything again.
+    When the same content was scored under several names, one row per content is kept (the
+    first uri in sort order), so the side input built from this is deterministic.
+    """
+
+    def __init__(self, previous_out: str | None, model_version: str) -> None:
+        super().__init__()
+        self._previous_out = previous_out
+        self._model_version = model_version
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        if self._previous_out is None:
+            return pbegin | "Nothing" >> beam.Create([])
+        version = self._model_version
+        return (pbegin
+                | "Match" >> fileio.MatchFiles(
+                    previous_predictions_pattern(self._previous_out),
+                    empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+                | "Open" >> fileio.ReadMatches()
+                | "Parse" >> beam.FlatMap(
+                    lambda readable: parse_predictions(readable.metadata.path,
+                                                       readable.read_utf8()))
+                | "SameModel" >> beam.Filter(lambda row: row["model_version"] == version)
+                | "BySha256" >> beam.Map(lambda row: (row["sha256"], row))
+                | "OnePerContent" >> beam.CombinePerKey(
+                    lambda rows: min(rows, key=lambda row: row["uri"])))
+
+
+class ReadItemsFn(beam.DoFn):
+    """Reads one listed file: the file itself, or every member of an archive."""
+
+    def __init__(self) -> None:
+        self._seen = Metrics.counter("crackscan", "seen")
+        self._reused = Metrics.counter("crackscan", "reused")
+        self._read_failed = Metrics.counter("crackscan", "failed_read")
+        self._count = 0
+
+    def process(self, path: str, previous: dict[str, dict[str, Any]]
+                ) -> Iterator[SourceImage | TaggedOutput]:
+        uris: set[str] = set()
+        for item in sources.read_items(path):
+            self._seen.inc()
+            self._count += 1
+            if self._count % LOG_EVERY == 0:
+                logging.info("read %d inputs so far in this worker", self._count)
+            if item.uri in uris:
+                # Keys downstream are uris: a second member of the same name would merge with
+                # the first one's tiles, so it is refused rather than scored ambiguously.
+                self._read_failed.inc()
+                yield TaggedOutput(ERRORS, error_row(
+                    item.uri, "read", "duplicate archive member name: an earlier member of "
+                                      "the same name was already read"))
+                continue
+            uris.add(item.uri)
+            if item.data is None:
+                self._read_failed.inc()
+                yield TaggedOutput(ERRORS, error_row(item.uri, item.stage, item.error or ""))
+                continue
+            digest = hashlib.sha256(item.data).hexdigest()
+            earlier = previous.get(digest)
+            if earlier is not None:
+                self._reused.inc()
+                yield TaggedOutput(REUSED, {**earlier, "uri": item.uri})
+            else:
+                yield SourceImage(item.uri, digest, item.data)
+
+
+class ReadInputs(beam.PTransform):
+    """Patterns to ``{"images": SourceImage, "reused": row, "errors": row}``.
+
+    ``previous`` is ``ReadPreviousPredictions``' output; an input whose content it holds is
+    not decoded again and its earlier row is carried over under the uri it has now.
+    """
+
+    def __init__(self, patterns: list[str], previous: beam.PCollection) -> None:
+        super().__init__()
+        self._patterns = patterns
+        self._previous = previous
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        outputs = (pbegin
+                   | "Patterns" >> beam.Create(self._patterns)
+                   | "List" >> beam.FlatMap(sources.expand)
+                   # Two patterns may name the same file; the shuffle also spreads the files
+                   # over the workers before anything is read.
+                   | "EachFileOnce" >> beam.Distinct()
+                   | "Read" >> beam.ParDo(
+                       ReadItemsFn(), previous=beam.pvalue.AsDict(self._previous))
+                   .with_outputs(REUSED, ERRORS, main=IMAGES))
+        return {IMAGES: outputs[IMAGES], REUSED: outputs[REUSED], ERRORS: outputs[ERRORS]}

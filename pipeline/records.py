@@ -1,0 +1,112 @@
+"""The elements passed between the pipeline's steps and the rows it writes.
+
+One definition of each row, so the writer, the ``--skip-scored`` reader and the report
+cannot disagree about a column name or a type.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import posixpath
+from typing import Any, Iterator, NamedTuple
+
+PREDICTION_FIELDS = ("uri", "label", "crack_probability", "threshold", "width", "height",
+                     "tiles", "positive_tiles", "model_version", "scored_at", "sha256")
+_FLOAT_FIELDS = frozenset({"crack_probability", "threshold"})
+_INT_FIELDS = frozenset({"width", "height", "tiles", "positive_tiles"})
+# Six decimals keep every row identical however tiles were batched (float32 inference
+# differs in the last bits between batch compositions) and are finer than any threshold.
+PROBABILITY_DECIMALS = 6
+STAGES = ("read", "decode", "tile", "inference")
+
+
+class SourceImage(NamedTuple):
+    """Bytes of one input that still has to be decoded and scored."""
+
+    uri: str
+    sha256: str
+    data: bytes
+
+
+class ImageInfo(NamedTuple):
+    """What the verdict row needs about an image once its tiles have left for the model."""
+
+    uri: str
+    sha256: str
+    width: int
+    height: int
+    tiles: int
+
+
+class TileKey(NamedTuple):
+    """Identifies a tile through RunInference; ``box`` is in original image pixels."""
+
+    uri: str
+    tile: int
+    box: tuple[int, int, int, int]
+    tiles: int
+
+
+class TileScore(NamedTuple):
+    tile: int
+    box: tuple[int, int, int, int]
+    crack_probability: float
+
+
+class ScoredImage(NamedTuple):
+    """A prediction row and the tile scores behind it (none for a row reused from before)."""
+
+    row: dict[str, Any]
+    tiles: tuple[TileScore, ...]
+
+
+def probability(value: float) -> float:
+    return round(float(value), PROBABILITY_DECIMALS)
+
+
+def error_row(uri: str, stage: str, error: str) -> dict[str, str]:
+    return {"uri": uri, "stage": stage, "error": error}
+
+
+def tile_rows(image: ScoredImage) -> Iterator[dict[str, Any]]:
+    for tile in image.tiles:
+        yield {"uri": image.row["uri"], "tile": tile.tile, "box": list(tile.box),
+               "crack_probability": tile.crack_probability}
+
+
+def json_line(row: dict[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False)
+
+
+def csv_header() -> str:
+    return ",".join(PREDICTION_FIELDS)
+
+
+def csv_line(row: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow([row[field] for field in PREDICTION_FIELDS])
+    return buffer.getvalue()
+
+
+def _typed(row: dict[str, Any]) -> dict[str, Any]:
+    typed = {}
+    for field in PREDICTION_FIELDS:
+        value = row[field]
+        if field in _FLOAT_FIELDS:
+            value = float(value)
+        elif field in _INT_FIELDS:
+            value = int(value)
+        typed[field] = value
+    return typed
+
+
+def parse_predictions(path: str, text: str) -> Iterator[dict[str, Any]]:
+    """Rows of a ``predictions-*`` file written by either ``--format``, with their types."""
+    if posixpath.basename(path).endswith(".jsonl"):
+        for line in text.splitlines():
+            if line.strip():
+                yield _typed(json.loads(line))
+    else:
+        for row in csv.DictReader(io.StringIO(text, newline="")):
+            yield _typed(row)

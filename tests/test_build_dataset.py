@@ -1,0 +1,182 @@
+"""The TFRecord builder on the real shared images: stable splits, dedup, bad files, archives."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from training import build_dataset, records
+
+
+def read_split(output: Path, split: str) -> list[dict]:
+    rows = []
+    for path in sorted(output.glob(f"{split}-*.tfrecord")):
+        for serialized in tf.data.TFRecordDataset(str(path)):
+            example = records.parse(serialized)
+            rows.append({key.split("/")[1]: example[key].numpy() for key in example})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def small_source(concrete_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """120 real images per class plus duplicates, a label conflict and broken files."""
+    root = tmp_path_factory.mktemp("source")
+    for name in build_dataset.CLASS_NAMES:
+        (root / name).mkdir()
+        for path in sorted((concrete_dir / name).glob("*.jpg"))[:120]:
+            shutil.copy(path, root / name / path.name)
+    positives = sorted((root / "Positive").glob("*.jpg"))
+    shutil.copy(positives[0], root / "Positive" / "copy_of_first.jpg")
+    shutil.copy(positives[1], root / "Negative" / "conflicting_label.jpg")
+    (root / "Negative" / "empty.jpg").write_bytes(b"")
+    (root / "Negative" / "notes.jpg").write_text("field notes, not a photo")
+    (root / "Positive" / "truncated.jpg").write_bytes(positives[2].read_bytes()[:3000])
+    return root
+
+
+@pytest.fixture(scope="module")
+def small_build(small_source: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    output = tmp_path_factory.mktemp("built")
+    return output, build_dataset.build(str(small_source), str(output), shards=3)
+
+
+def test_splits_are_disjoint_by_content_and_cover_every_unique_image(small_build, small_source):
+    output, manifest = small_build
+    hashes = {split: [r["sha256"].decode() for r in read_split(output, split)]
+              for split in build_dataset.SPLITS}
+    for split, values in hashes.items():
+        assert len(values) == len(set(values)) == manifest["counts"][split]["total"]
+    assert not set(hashes["train"]) & set(hashes["val"])
+    assert not set(hashes["train"]) & set(hashes["test"])
+    assert not set(hashes["val"]) & set(hashes["test"])
+    # 240 real images, minus the one whose bytes also appear under the other class.
+    assert sum(len(v) for v in hashes.values()) == 239
+    assert set(manifest["shards"]["train"]) == {p.name for p in output.glob("train-*")}
+    assert manifest["shards"]["train"][0] == "train-00000-of-00003.tfrecord"
+
+
+def test_split_is_stable_across_runs_and_shard_counts(small_build, small_source, tmp_path):
+    output, manifest = small_build
+    again = build_dataset.build(str(small_source), str(tmp_path), shards=1)
+    assert again["source_fingerprint"] == manifest["source_fingerprint"]
+    for split in build_dataset.SPLITS:
+        first = sorted(r["sha256"] for r in read_split(output, split))
+        second = sorted(r["sha256"] for r in read_split(tmp_path, split))
+        assert first == second
+    for split in build_dataset.SPLITS:
+        assert again["counts"][split] == manifest["counts"][split]
+
+
+def test_split_depends_only_on_content():
+    sha = hashlib.sha256(b"some image").hexdigest()
+    assert len({build_dataset.split_of(sha, 0.1, 0.1) for _ in range(3)}) == 1
+    fractions = [build_dataset.split_of(hashlib.sha256(str(i).encode()).hexdigest(), 0.1, 0.1)
+                 for i in range(20000)]
+    shares = {s: fractions.count(s) / len(fractions) for s in build_dataset.SPLITS}
+    assert shares["train"] == pytest.approx(0.8, abs=0.015)
+    assert shares["val"] == pytest.approx(0.1, abs=0.01)
+    assert shares["test"] == pytest.approx(0.1, abs=0.01)
+
+
+def test_duplicates_kept_once_and_conflicts_rejected(small_build, small_source):
+    _, manifest = small_build
+    positives = sorted((small_source / "Positive").glob("0*.jpg"))
+    assert manifest["duplicates"] == [{"uri": str(small_source / "Positive" / "copy_of_first.jpg"),
+                                       "same_as": str(positives[0])}]
+    conflicts = {e["uri"] for e in manifest["errors"] if "both classes" in e["error"]}
+    assert conflicts == {str(small_source / "Negative" / "conflicting_label.jpg"),
+                         str(positives[1])}
+
+
+def test_undecodable_files_are_reported_with_path_and_reason(small_build, small_source):
+    output, manifest = small_build
+    errors = {e["uri"].rsplit("/", 1)[-1]: e["error"] for e in manifest["errors"]}
+    assert "empty file" in errors["empty.jpg"]
+    assert "not an image" in errors["notes.jpg"]
+    assert "truncated" in errors["truncated.jpg"]
+    assert manifest["counts"]["rejected"] == len(manifest["errors"]) == 5
+    written = {r["source"].decode().rsplit("/", 1)[-1]
+               for split in build_dataset.SPLITS for r in read_split(output, split)}
+    assert not written & {"empty.jpg", "notes.jpg", "truncated.jpg"}
+
+
+def test_console_output_names_the_rejected_files(small_source, tmp_path, capsys, caplog):
+    build_dataset.main(["--source", str(small_source), "--output", str(tmp_path)])
+    assert "rejected 5" in capsys.readouterr().out
+    assert any("empty.jpg" in message and "empty file" in message
+               for message in caplog.messages)
+
+
+def test_records_hold_the_original_jpeg_bytes(small_build, small_source):
+    output, _ = small_build
+    row = read_split(output, "train")[0]
+    source = Path(row["source"].decode())
+    assert row["encoded"] == source.read_bytes()
+    assert row["format"] == b"jpeg"
+    assert row["label"] == build_dataset.CLASS_NAMES.index(source.parent.name)
+    pixels = records.decode_pixels(tf.constant(row["encoded"]), tf.constant(row["format"]))
+    assert np.array_equal(pixels.numpy(), np.asarray(Image.open(source).convert("RGB")))
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_archive_sources_give_the_same_data_set(kind, small_build, small_source, tmp_path):
+    _, manifest = small_build
+    archive = tmp_path / f"source.{kind}"
+    files = sorted(p for p in small_source.rglob("*") if p.is_file())
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as handle:
+            for path in files:
+                handle.write(path, f"crack-set/{path.relative_to(small_source)}")
+    else:
+        with tarfile.open(archive, "w:gz") as handle:
+            for path in files:
+                handle.add(path, f"crack-set/{path.relative_to(small_source)}")
+    from_archive = build_dataset.build(str(archive), str(tmp_path / "out"), shards=3)
+    assert from_archive["source_fingerprint"] == manifest["source_fingerprint"]
+    assert from_archive["counts"] == manifest["counts"]
+    assert all("!crack-set/" in e["uri"] for e in from_archive["errors"])
+
+
+def test_non_jpeg_inputs_are_stored_as_the_pixels_the_scorer_sees(concrete_dir, tmp_path):
+    source = tmp_path / "src"
+    (source / "Positive").mkdir(parents=True)
+    (source / "Negative").mkdir()
+    image = Image.open(sorted((concrete_dir / "Positive").glob("*.jpg"))[0])
+    image.convert("CMYK").save(source / "Positive" / "cmyk.jpg")
+    image.save(source / "Negative" / "scan.webp", lossless=True)
+    manifest = build_dataset.build(str(source), str(tmp_path / "out"), shards=1)
+    rows = [r for split in build_dataset.SPLITS for r in read_split(tmp_path / "out", split)]
+    assert manifest["counts"]["rejected"] == 0 and len(rows) == 2
+    from crackscan import decode
+
+    for row in rows:
+        assert row["format"] == b"png"
+        original = Path(row["source"].decode()).read_bytes()
+        pixels = records.decode_pixels(tf.constant(row["encoded"]), tf.constant(row["format"]))
+        assert np.array_equal(pixels.numpy(), decode.decode_rgb(original))
+
+
+def test_manifest_is_json_with_options_and_fingerprint(small_build):
+    output, manifest = small_build
+    on_disk = json.loads((output / "manifest.json").read_text())
+    assert on_disk == json.loads(json.dumps(manifest))
+    assert on_disk["options"]["shards"] == 3
+    assert len(on_disk["source_fingerprint"]) == 64
+
+
+def test_full_shared_set_builds_without_loss(concrete_dataset):
+    manifest = json.loads((concrete_dataset / "manifest.json").read_text())
+    counts = manifest["counts"]
+    assert counts["rejected"] == 0 and counts["duplicates"] == 0
+    assert sum(counts[s]["total"] for s in build_dataset.SPLITS) == 4000
+    assert manifest["image_sizes"] == {"227x227": 4000}
+    for split in build_dataset.SPLITS:
+        assert 0.4 < counts[split]["Positive"] / counts[split]["total"] < 0.6

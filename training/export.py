@@ -1,0 +1,52 @@
+"""Export: ``model.keras`` plus its model card, checked by reloading before it ships."""
+from __future__ import annotations
+
+import platform
+import posixpath
+from typing import Any
+
+import apache_beam
+import keras
+import numpy as np
+import tensorflow as tf
+
+from crackscan import model_card
+from training import input_pipeline, records
+
+
+def native_batch(data_dir: str, split: str, count: int) -> tuple[np.ndarray, list[str]]:
+    """Up to ``count`` decoded uint8 images of one size, as a user would pass them."""
+    images, hashes = [], []
+    for serialized in tf.data.TFRecordDataset(input_pipeline.shard_files(data_dir, split)):
+        example = records.parse(serialized)
+        image = records.decode_pixels(example["image/encoded"], example["image/format"])
+        if images and image.shape != images[0].shape:
+            continue
+        images.append(image.numpy())
+        hashes.append(example["image/sha256"].numpy().decode())
+        if len(images) == count:
+            break
+    return np.stack(images), hashes
+
+
+def verify(model_path: str, data_dir: str, expected: dict[str, float]) -> float:
+    """Largest gap between the reloaded model on raw uint8 images and the evaluation."""
+    reloaded = keras.saving.load_model(model_path)
+    images, hashes = native_batch(data_dir, "test", 64)
+    probabilities = reloaded.predict_on_batch(images)[:, 1]
+    return float(max(abs(p - expected[h]) for p, h in zip(probabilities, hashes)))
+
+
+def export(model: keras.Model, output: str, card: dict[str, Any]) -> dict[str, Any]:
+    """Write the model and a card that names it by content hash, so tampering shows."""
+    model_path = posixpath.join(output, model_card.MODEL_FILE)
+    model.save(model_path)
+    card = card | {
+        "model_file": model_card.MODEL_FILE,
+        "model_sha256": model_card.file_sha256(model_path),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "apache_beam": apache_beam.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+    }
+    model_card.write_card(output, card)
+    return card

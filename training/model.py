@@ -1,0 +1,67 @@
+"""The two-stage MobileNetV2 transfer model, with its preprocessing inside.
+
+The model takes plain 0-255 RGB pixels of any size and resizes and scales them itself, so
+every caller (evaluation, the scoring pipeline, a user with a NumPy array) feeds the same
+thing and no caller can forget MobileNetV2's [-1, 1] scaling.
+
+Batch normalisation stays in inference mode in both stages: the backbone is called with
+``training=False`` and, when its top is unfrozen, every BatchNormalization layer is kept
+non-trainable. Fine-tuning with BN statistics updated from small batches of concrete
+photos is what made the plain Keras recipe lose accuracy in stage 2.
+"""
+from __future__ import annotations
+
+import os
+
+import keras
+
+WEIGHT_CHOICES = ("imagenet", "none")
+
+
+def backbone(image_size: int, weights: str) -> keras.Model:
+    """MobileNetV2 without its top: ImageNet download, a local weights file, or random."""
+    shape = (image_size, image_size, 3)
+    if weights == "imagenet":
+        return keras.applications.MobileNetV2(input_shape=shape, include_top=False,
+                                              weights="imagenet")
+    base = keras.applications.MobileNetV2(input_shape=shape, include_top=False, weights=None)
+    if weights != "none":
+        if not os.path.exists(weights):
+            raise FileNotFoundError(f"--weights {weights}: no such weights file "
+                                    f"(use 'imagenet', 'none' or a .weights.h5 path)")
+        base.load_weights(weights)
+    return base
+
+
+def build(image_size: int = 224, weights: str = "imagenet", dropout: float = 0.2,
+          num_classes: int = 2) -> tuple[keras.Model, keras.Model]:
+    """The full model and its backbone (kept so the stages can (un)freeze it)."""
+    base = backbone(image_size, weights)
+    base.trainable = weights == "none"  # Nothing pretrained to protect: train it all.
+    inputs = keras.Input(shape=(None, None, 3), name="image")
+    x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear",
+                              name="resize")(inputs)
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="mobilenet_v2_scale")(x)
+    x = base(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="crackscan_mobilenet_v2"), base
+
+
+def unfreeze_top(base: keras.Model, layers: int) -> int:
+    """Make the top ``layers`` of the backbone trainable, BN excluded; returns how many."""
+    base.trainable = True
+    cut = max(len(base.layers) - layers, 0)
+    unfrozen = 0
+    for index, layer in enumerate(base.layers):
+        layer.trainable = index >= cut and not isinstance(
+            layer, keras.layers.BatchNormalization)
+        unfrozen += layer.trainable and bool(layer.weights)
+    return unfrozen
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])

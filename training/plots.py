@@ -1,0 +1,69 @@
+"""Pictures of a training run: what people look at before they read metrics.json."""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+import numpy as np  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def training_curves(stages: list[tuple[str, dict[str, list[float]]]], path: str) -> str:
+    """Loss and accuracy per epoch across both stages, with the stage boundary marked."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        start = 0
+        for name, history in stages:
+            epochs = np.arange(start + 1, start + len(history.get(metric, [])) + 1)
+            for prefix, style in (("", "-"), ("val_", "--")):
+                values = history.get(prefix + metric, [])
+                if len(values):
+                    axis.plot(epochs, values, style, marker="o", markersize=3,
+                              label=f"{name} {'val' if prefix else 'train'}")
+            start += len(history.get(metric, []))
+            axis.axvline(start + 0.5, color="grey", linewidth=0.8, linestyle=":")
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def confusion_matrix(matrix: list[list[int]], class_names: list[str], path: str) -> str:
+    fig, axis = plt.subplots(figsize=(4.2, 3.8))
+    values = np.asarray(matrix)
+    axis.imshow(values, cmap="Blues")
+    for (row, col), value in np.ndenumerate(values):
+        axis.text(col, row, str(value), ha="center", va="center",
+                  color="white" if value > values.max() / 2 else "black", fontsize=13)
+    axis.set_xticks(range(len(class_names)), class_names)
+    axis.set_yticks(range(len(class_names)), class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title("test confusion matrix")
+    return _save(fig, path)
+
+
+def image_grid(images: np.ndarray, titles: list[str], path: str, colors: list[str] | None = None,
+               columns: int = 8, title: str = "") -> str:
+    """A grid of 0-255 RGB images with a caption each (augmented samples, predictions)."""
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.8))
+    for index, axis in enumerate(np.atleast_1d(axes).ravel()):
+        axis.axis("off")
+        if index < len(images):
+            axis.imshow(np.clip(images[index], 0, 255).astype(np.uint8))
+            axis.set_title(titles[index], fontsize=7,
+                           color=(colors[index] if colors else "black"))
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

@@ -1,0 +1,219 @@
+"""Train, evaluate and export the crack classifier.
+
+``python -m training.train --data DIR --output MODEL_DIR [--weights imagenet|none|PATH]``
+
+Stage 1 trains the head on a frozen ImageNet backbone. Stage 2 unfreezes the top of the
+backbone (batch norm stays frozen) and fine-tunes at a much lower learning rate; it is kept
+only if it lowers the validation loss, so fine-tuning can never leave the model worse than
+stage 1 left it. The decision threshold is chosen on validation, metrics come from test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import posixpath
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training import evaluate, export, input_pipeline, model as model_lib, plots
+
+log = logging.getLogger("crackscan.train")
+
+
+def callbacks(output: str, stage: str, patience: int) -> list[keras.callbacks.Callback]:
+    return [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                      restore_best_weights=True, verbose=1),
+        keras.callbacks.TensorBoard(log_dir=posixpath.join(output, "logs", stage)),
+        keras.callbacks.ModelCheckpoint(
+            posixpath.join(output, "checkpoints", f"{stage}-best.weights.h5"),
+            monitor="val_loss", save_best_only=True, save_weights_only=True),
+    ]
+
+
+def fit_stage(model: keras.Model, stage: str, train_ds: tf.data.Dataset,
+              val_ds: tf.data.Dataset, args: argparse.Namespace, epochs: int,
+              learning_rate: float) -> dict:
+    """One stage: compile, fit with early stopping, and its best validation figures."""
+    model_lib.compile_model(model, learning_rate)
+    started = time.monotonic()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                        steps_per_epoch=args.steps_per_epoch,
+                        callbacks=callbacks(args.output, stage, args.patience),
+                        verbose=2)
+    loss, accuracy = model.evaluate(val_ds, verbose=0)
+    result = {"epochs_run": len(history.history["loss"]), "learning_rate": learning_rate,
+              "val_loss": float(loss), "val_accuracy": float(accuracy),
+              "seconds": round(time.monotonic() - started, 1),
+              "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+    log.info("%s: val_loss %.4f val_accuracy %.4f after %d epochs (%.0fs)", stage, loss,
+             accuracy, result["epochs_run"], result["seconds"])
+    return result
+
+
+def write_test_summary(output: str, test_metrics: dict) -> None:
+    """Test figures beside the stages' curves in TensorBoard."""
+    with tf.summary.create_file_writer(posixpath.join(output, "logs", "test")).as_default():
+        for name in ("accuracy", "precision", "recall", "f1", "roc_auc"):
+            tf.summary.scalar(f"test/{name}", test_metrics[name], step=0)
+
+
+def save_plots(output: str, args: argparse.Namespace, stages: dict, test: evaluate.Predictions,
+               test_metrics: dict, class_names: list[str]) -> list[str]:
+    plot_dir = posixpath.join(output, "plots")
+    curves = [(name, result["history"]) for name, result in stages.items() if "history" in result]
+    paths = [plots.training_curves(curves, posixpath.join(plot_dir, "training_curves.png")),
+             plots.confusion_matrix(test_metrics["confusion_matrix"]["rows_true_columns_predicted"],
+                                    class_names, posixpath.join(plot_dir, "confusion_matrix.png"))]
+    images, labels = next(iter(input_pipeline.dataset(
+        args.data, "train", args.image_size, 16, training=True, seed=args.seed)))
+    paths.append(plots.image_grid(images.numpy(), [class_names[i] for i in labels.numpy()],
+                                  posixpath.join(plot_dir, "augmented_samples.png"),
+                                  title="training inputs after augmentation"))
+    raw, _, _ = next(iter(input_pipeline.dataset(args.data, "test", args.image_size, 32,
+                                                 with_meta=True)))
+    shown = min(32, len(raw))
+    probabilities, truth = test.probabilities[:shown], test.labels[:shown]
+    correct = (probabilities >= test_metrics["threshold"]).astype(int) == truth
+    paths.append(plots.image_grid(
+        raw.numpy()[:shown],
+        [f"{class_names[t]}  p={p:.3f}" for t, p in zip(truth, probabilities)],
+        posixpath.join(plot_dir, "test_predictions.png"),
+        colors=["darkgreen" if ok else "red" for ok in correct],
+        title="test predictions: crack probability (red = wrong)"))
+    return paths
+
+
+def train(args: argparse.Namespace) -> dict:
+    keras.utils.set_random_seed(args.seed)
+    started = time.monotonic()
+    with tf.io.gfile.GFile(posixpath.join(args.data, "manifest.json")) as handle:
+        manifest = json.load(handle)
+    class_names = manifest["class_names"]
+    tf.io.gfile.makedirs(args.output)
+    train_ds = input_pipeline.dataset(args.data, "train", args.image_size, args.batch_size,
+                                      training=True, seed=args.seed)
+    if args.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    val_ds = input_pipeline.dataset(args.data, "val", args.image_size, args.batch_size)
+    model, base = model_lib.build(args.image_size, args.weights, args.dropout,
+                                  len(class_names))
+    stages = {"stage1": fit_stage(model, "stage1", train_ds, val_ds, args, args.epochs,
+                                  args.learning_rate)}
+    if args.fine_tune_epochs and args.weights != "none":
+        stage1_weights = model.get_weights()
+        unfrozen = model_lib.unfreeze_top(base, args.fine_tune_layers)
+        log.info("stage2: %d backbone layers with weights unfrozen (batch norm frozen)",
+                 unfrozen)
+        stage2 = fit_stage(model, "stage2", train_ds, val_ds, args, args.fine_tune_epochs,
+                           args.fine_tune_learning_rate)
+        stage2["unfrozen_layers"] = unfrozen
+        stage2["kept"] = stage2["val_loss"] < stages["stage1"]["val_loss"]
+        if not stage2["kept"]:
+            log.warning("stage2 did not lower val_loss (%.4f >= %.4f): keeping stage 1",
+                        stage2["val_loss"], stages["stage1"]["val_loss"])
+            model.set_weights(stage1_weights)
+        stages["stage2"] = stage2
+    else:
+        stages["stage2"] = {"skipped": "no pretrained backbone to fine-tune"
+                            if args.weights == "none" else "--fine-tune-epochs 0"}
+
+    val = evaluate.predict(model, input_pipeline.dataset(
+        args.data, "val", args.image_size, args.batch_size, with_meta=True))
+    threshold = evaluate.choose_threshold(val.probabilities, val.labels)
+    test = evaluate.predict(model, input_pipeline.dataset(
+        args.data, "test", args.image_size, args.batch_size, with_meta=True))
+    test_metrics = evaluate.metrics(test, threshold)
+    val_metrics = evaluate.metrics(val, threshold)
+    write_test_summary(args.output, test_metrics)
+    plot_paths = save_plots(args.output, args, stages, test, test_metrics, class_names)
+
+    card = export.export(model, args.output, {
+        "name": "crackscan-mobilenet-v2",
+        "class_names": class_names,
+        "positive_class": class_names[evaluate.POSITIVE],
+        "input_size": args.image_size,
+        "tile_size": tile_size(manifest, args.image_size),
+        "input": "float32 or uint8 RGB 0-255, shape (batch, height, width, 3), any size; "
+                 "resized and scaled inside the model",
+        "output": "softmax probabilities over class_names",
+        "threshold": threshold,
+        "threshold_rule": "maximum F1 on the validation split, ties towards 0.5",
+        "metrics": {"test": test_metrics, "val": val_metrics},
+        "weights": args.weights if args.weights in model_lib.WEIGHT_CHOICES
+        else f"file:{os.path.basename(args.weights)}",
+        "data": {"fingerprint": manifest["source_fingerprint"], "source": manifest["source"],
+                 "counts": manifest["counts"]},
+    })
+    gap = export.verify(posixpath.join(args.output, card["model_file"]), args.data,
+                        dict(zip(test.sha256, test.probabilities)))
+    if gap > 1e-4:
+        raise RuntimeError(f"exported model disagrees with the evaluation by {gap:.2e}")
+    report = {"test": test_metrics, "val": val_metrics, "stages": stages,
+              "export_max_abs_diff": gap, "model_version": card["model_sha256"][:12],
+              "data_fingerprint": manifest["source_fingerprint"],
+              "wall_seconds": round(time.monotonic() - started, 1),
+              "options": {k: v for k, v in vars(args).items()}, "plots": plot_paths}
+    with tf.io.gfile.GFile(posixpath.join(args.output, "metrics.json"), "w") as handle:
+        json.dump(report, handle, indent=2)
+    with tf.io.gfile.GFile(posixpath.join(args.output, "test_predictions.json"), "w") as handle:
+        json.dump([{"source": s, "sha256": h, "label": int(y), "crack_probability": float(p)}
+                   for s, h, y, p in zip(test.sources, test.sha256, test.labels,
+                                         test.probabilities)], handle)
+    return report
+
+
+def tile_size(manifest: dict, image_size: int) -> int:
+    """The training patch side (the most common image size), which scoring tiles match."""
+    for size in manifest.get("image_sizes", {}):
+        width, height = (int(v) for v in size.split("x"))
+        if width == height:
+            return width
+    return image_size
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="folder written by training.build_dataset")
+    p.add_argument("--output", required=True, help="model folder to write")
+    p.add_argument("--weights", default="imagenet",
+                   help="'imagenet' (download Keras' weights), 'none' (from scratch) or a "
+                        "local .weights.h5 of MobileNetV2 without its top")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=10, help="stage 1 epochs (at most)")
+    p.add_argument("--fine-tune-epochs", type=int, default=10, help="stage 2 epochs (at most)")
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
+    p.add_argument("--fine-tune-layers", type=int, default=38,
+                   help="top backbone layers unfrozen in stage 2 (38 = blocks 13-16 + Conv_1)")
+    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="cap on training steps per epoch (quick runs)")
+    p.add_argument("--seed", type=int, default=1337)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    report = train(args)
+    test = report["test"]
+    print(f"test accuracy {test['accuracy']:.4f}  precision {test['precision']:.4f}  "
+          f"recall {test['recall']:.4f}  F1 {test['f1']:.4f}  ROC AUC {test['roc_auc']:.4f}  "
+          f"threshold {test['threshold']:.3f}  ({test['counts']['total']} test images, "
+          f"{report['wall_seconds']:.0f}s)")
+    print(f"model: {os.path.join(args.output, 'model.keras')}  card: "
+          f"{os.path.join(args.output, 'model_card.json')}  plots: "
+          f"{os.path.join(args.output, 'plots')}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
