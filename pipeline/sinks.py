@@ -24,8 +24,7 @@ class WriteJsonLines(beam.PTransform):
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         return (rows
                 | "Encode" >> beam.Map(json_line)
-                | "Write" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl",
-                                                 shard_name_template="-SSSSS-of-NNNNN"))
+                | "Write" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl"))
 
 
 class WritePredictions(beam.PTransform):
@@ -45,5 +44,4 @@ class WritePredictions(beam.PTransform):
                 | "Encode" >> beam.Map(csv_line)
                 | "Write" >> beam.io.WriteToText(join(self._output, "predictions"),
                                                  file_name_suffix=".csv",
-                                                 shard_name_template="-SSSSS-of-NNNNN",
                                                  header=csv_header()))

@@ -35,10 +35,14 @@ def default_stride(tile_size: int) -> int:
 
 
 def _starts(length: int, tile_size: int, stride: int) -> list[int]:
-    """Tile origins along one axis; the last tile ends on the edge so none is padded."""
+    """Tile origins along one axis, evenly spaced at most ``stride`` apart, the first on one
+    edge and the last on the other: every tile is full size and none nearly repeats another
+    (as a regular grid plus one edge-aligned tile would, a few pixels from its neighbour)."""
     if length <= tile_size:
         return [0]
-    return [*range(0, length - tile_size, stride), length - tile_size]
+    span = length - tile_size
+    gaps = -(-span // stride)
+    return [i * span // gaps for i in range(gaps + 1)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,194 @@
+"""Score folders, globs and archives of photos for cracks: ``python -m pipeline.score``.
+
+    python -m pipeline.score --input 'gs://surveys/2024-06-01/*.zip' --model models/v3 \\
+        --output gs://results/2024-06-01/ [options] [Beam pipeline options]
+
+Writes ``predictions-*.csv`` (or ``.jsonl``), ``errors-*.jsonl``, optionally
+``tiles-*.jsonl``, then ``summary.json`` and ``report.html`` under the output prefix. Every
+input ends up in exactly one of predictions and errors; the run fails if that does not add
+up. Everything that can be checked before the job starts (model card, inputs, output) is
+checked first, so a typo costs seconds, not a worker fleet.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineState
+
+from crackscan import sources
+from crackscan.decode import DEFAULT_MAX_PIXELS
+from crackscan.model_card import ModelCardError, join, read_card
+from pipeline.inference import FAILED, SCORES, ModelSpec, ScoreTiles
+from pipeline.reading import (ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPredictions,
+                              previous_predictions_pattern)
+from pipeline.records import ScoredImage, tile_rows
+from pipeline.regroup import SCORED, RegroupByImage
+from pipeline.regroup import ERRORS as INFERENCE_ERRORS
+from pipeline.sinks import FORMATS, WriteJsonLines, WritePredictions
+from pipeline.summary import REPORT_FILE, SUMMARY_FILE, RunFacts, Summarize
+from pipeline.tiling import INFOS, TILES, DecodeAndTile, default_stride
+from pipeline.tiling import ERRORS as TILING_ERRORS
+
+OUTPUT_NAMES = ("predictions-*", "tiles-*", "errors-*", SUMMARY_FILE, REPORT_FILE)
+
+
+class SetupError(ValueError):
+    """A command line that cannot give a correct run; reported before the job starts."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # No abbreviations: a prefix of one of our flags must reach Beam's options untouched.
+    parser = argparse.ArgumentParser(prog="python -m pipeline.score", allow_abbrev=False,
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", action="append", required=True, metavar="PATTERN",
+                        help="file glob, folder or .zip/.tar/.tar.gz archive, local or "
+                             "gs://; repeat for more")
+    parser.add_argument("--model", required=True, metavar="MODEL_DIR",
+                        help="exported model folder: model.keras + model_card.json")
+    parser.add_argument("--output", required=True, metavar="OUT",
+                        help="output folder or gs:// prefix; must not hold an earlier run")
+    parser.add_argument("--format", choices=FORMATS, default="csv",
+                        help="predictions file format (default: csv)")
+    parser.add_argument("--write-tiles", action="store_true",
+                        help="also write tiles-*.jsonl with every tile's box and probability")
+    parser.add_argument("--tile-size", type=_positive_int, metavar="PX",
+                        help="tile side in pixels (default: the model card's tile_size)")
+    parser.add_argument("--tile-stride", type=_positive_int, metavar="PX",
+                        help="largest distance between tile origins, at most the tile size "
+                             "(default: 3/4 of the tile size, so neighbouring tiles overlap)")
+    parser.add_argument("--batch-size", type=_positive_int, default=32,
+                        help="tiles per model call (default: 32)")
+    parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
+                        help="refuse images larger than this many pixels (default: "
+                             f"{DEFAULT_MAX_PIXELS})")
+    parser.add_argument("--skip-scored", metavar="PREVIOUS_OUT",
+                        help="output of an earlier run: images it scored with the same model "
+                             "are not scored again, their rows are carried over")
+    parser.add_argument("--report-top", type=_count, default=12, metavar="K",
+                        help="most-cracked images shown with heat maps in report.html "
+                             "(default: 12)")
+    return parser
+
+
+def _matching(pattern: str) -> list[str]:
+    try:
+        return sources.expand(pattern)
+    except sources.SourceError:
+        return []
+
+
+def prepare(args: argparse.Namespace) -> RunFacts:
+    """Every check that needs no worker: model card, tiling, inputs, output, earlier run."""
+    started = time.time()
+    spec = ModelSpec.from_card(args.model, read_card(args.model))
+    tile_size = args.tile_size or spec.tile_size
+    stride = args.tile_stride or default_stride(tile_size)
+    if stride > tile_size:
+        raise SetupError(f"--tile-stride {stride} is larger than the tile size {tile_size}: "
+                         f"parts of every photo would never be scored")
+    listed = sum(len(sources.expand(pattern)) for pattern in args.input)
+    logging.info("%d files match %d input pattern(s)", listed, len(args.input))
+    earlier = [path for name in OUTPUT_NAMES for path in _matching(join(args.output, name))]
+    if earlier:
+        raise SetupError(f"{args.output} already holds the output of a run ({earlier[0]}, ...): "
+                         f"choose another --output, or pass this one as --skip-scored to a "
+                         f"new output to reuse its scores")
+    if args.skip_scored and not _matching(previous_predictions_pattern(args.skip_scored)):
+        # Not an error: a re-run after a run that failed before writing must still proceed.
+        logging.warning("--skip-scored %s holds no predictions-* files: nothing to reuse",
+                        args.skip_scored)
+    return RunFacts(inputs=tuple(args.input), output=args.output, model_dir=args.model,
+                    spec=spec, tile_size=tile_size, tile_stride=stride,
+                    max_pixels=args.max_pixels, report_top=args.report_top, started=started)
+
+
+def build(pipeline: beam.Pipeline, facts: RunFacts, args: argparse.Namespace) -> None:
+    """sources -> decode and tile -> model -> regroup per image -> sinks -> summary."""
+    spec = facts.spec
+    previous = pipeline | "ReadPrevious" >> ReadPreviousPredictions(args.skip_scored,
+                                                                     spec.version)
+    read = pipeline | "ReadInputs" >> ReadInputs(list(facts.inputs), previous)
+    tiled = read[IMAGES] | "DecodeAndTile" >> DecodeAndTile(facts.tile_size, facts.tile_stride,
+                                                            facts.max_pixels)
+    inferred = tiled[TILES] | "ScoreTiles" >> ScoreTiles(spec, args.batch_size)
+    assembled = ({"info": tiled[INFOS] | "KeyByUri" >> beam.Map(lambda info: (info.uri, info)),
+                  "scores": inferred[SCORES],
+                  "failed": inferred[FAILED]}
+                 | "RegroupByImage" >> RegroupByImage(spec))
+    carried = read[REUSED] | "CarryReused" >> beam.Map(lambda row: ScoredImage(row, ()))
+    predictions = (assembled[SCORED], carried) | "AllPredictions" >> beam.Flatten()
+    errors = ((read[ERRORS], tiled[TILING_ERRORS], assembled[INFERENCE_ERRORS])
+              | "AllErrors" >> beam.Flatten())
+
+    files = [
+        predictions
+        | "PredictionRows" >> beam.Map(lambda image: image.row)
+        | "WritePredictions" >> WritePredictions(facts.output, args.format),
+        errors | "WriteErrors" >> WriteJsonLines(facts.output, "errors"),
+    ]
+    if args.write_tiles:
+        files.append(assembled[SCORED]
+                     | "TileRows" >> beam.FlatMap(tile_rows)
+                     | "WriteTiles" >> WriteJsonLines(facts.output, "tiles"))
+    _ = ({"images": read[IMAGES], "reused": read[REUSED], "read_errors": read[ERRORS],
+          "predictions": predictions, "errors": errors,
+          "files": files | "OutputFiles" >> beam.Flatten()}
+         | "Summarize" >> Summarize(facts))
+
+
+def _log_counters(result: beam.runners.runner.PipelineResult) -> None:
+    query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace("crackscan"))
+    for counter in sorted(query["counters"], key=lambda c: c.key.metric.name):
+        logging.info("counter %s = %d", counter.key.metric.name, counter.committed)
+
+
+def run(argv: list[str] | None = None,
+        test_pipeline: beam.Pipeline | None = None) -> dict[str, Any] | None:
+    """Runs the job; returns (and prints) the summary when the runner waited for the end."""
+    args, pipeline_args = build_parser().parse_known_args(argv)
+    facts = prepare(args)
+    pipeline = test_pipeline or beam.Pipeline(options=PipelineOptions(pipeline_args))
+    build(pipeline, facts, args)
+    result = pipeline.run()
+    result.wait_until_finish()
+    if result.state != PipelineState.DONE:
+        return None
+    _log_counters(result)
+    with FileSystems.open(join(facts.output, SUMMARY_FILE)) as handle:
+        summary = json.loads(handle.read())
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        run(argv)
+    except (ModelCardError, sources.SourceError, SetupError) as exc:
+        sys.exit(f"pipeline.score: error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""The run's closing step: counts, the accounting check, ``summary.json`` and ``report.html``.
+
+Counts are computed inside the pipeline and handed to one final DoFn as side inputs, so the
+summary is written the same way on every runner, after the sinks have renamed their files
+into place (their file names are one of the side inputs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import posixpath
+import time
+import uuid
+from typing import Any, Iterator
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from crackscan.decode import decode_rgb
+from crackscan.model_card import join
+from crackscan.sources import read_uri
+from pipeline.inference import ModelSpec
+from pipeline.records import STAGES, ScoredImage, tile_rows
+from pipeline.report import heatmap_thumbnail, render_report
+
+SUMMARY_FILE, REPORT_FILE = "summary.json", "report.html"
+OUTPUT_KINDS = ("predictions", "tiles", "errors")
+
+
+class AccountingError(RuntimeError):
+    """Inputs went missing or were counted twice between reading and the outputs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFacts:
+    """What the summary reports about the run that is known when it is launched."""
+
+    inputs: tuple[str, ...]
+    output: str
+    model_dir: str
+    spec: ModelSpec
+    tile_size: int
+    tile_stride: int
+    max_pixels: int
+    report_top: int
+    started: float
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write under a temporary name, then rename: readers never see half a file."""
+    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+    with FileSystems.create(temporary) as handle:
+        handle.write(data)
+    FileSystems.rename([temporary], [path])
+
+
+class ThumbnailFn(beam.DoFn):
+    """A top image's prediction row plus its heat-map PNG (``None`` if it cannot be re-read).
+
+    The photo is read and decoded again here rather than carried from tiling: only K images
+    need it, and carrying pixels of every image to the end of the pipeline would not scale.
+    """
+
+    def __init__(self, threshold: float, max_pixels: int) -> None:
+        self._threshold = threshold
+        self._max_pixels = max_pixels
+
+    def process(self, image: ScoredImage) -> Iterator[dict[str, Any]]:
+        entry: dict[str, Any] = dict(image.row)
+        try:
+            rgb = decode_rgb(read_uri(image.row["uri"]), self._max_pixels)
+            entry["thumbnail_png"] = heatmap_thumbnail(rgb, list(tile_rows(image)),
+                                                       self._threshold)
+        except Exception as exc:  # A missing thumbnail must not fail a finished run.
+            logging.warning("no thumbnail for %s: %s", image.row["uri"], exc)
+            entry["thumbnail_png"] = None
+        yield entry
+
+
+class WriteSummaryFn(beam.DoFn):
+    """Writes summary.json and report.html, then fails the run if the accounting is off."""
+
+    def __init__(self, facts: RunFacts) -> None:
+        self._facts = facts
+
+    def summary(self, counts: dict[str, int], files: list[str]) -> dict[str, Any]:
+        facts = self._facts
+        finished = time.time()
+        wall_seconds = finished - facts.started
+        seen, scored, failed = counts.get("seen", 0), counts.get("scored", 0), counts.get(
+            "failed", 0)
+        positive = counts.get("positive", 0)
+        outputs: dict[str, Any] = {kind: sorted(path for path in files if posixpath.basename(
+            path).startswith(kind + "-")) for kind in OUTPUT_KINDS}
+        outputs["summary"] = join(facts.output, SUMMARY_FILE)
+        outputs["report"] = join(facts.output, REPORT_FILE)
+        return {
+            "seen": seen,
+            "scored": scored,
+            "reused": counts.get("reused", 0),
+            "failed": failed,
+            "failed_by_stage": {stage: counts.get(f"failed:{stage}", 0) for stage in STAGES},
+            "positive": positive,
+            "crack_rate": positive / scored if scored else 0.0,
+            "tiles": counts.get("tiles", 0),
+            "accounting_ok": seen == scored + failed,
+            "model_version": facts.spec.version,
+            "model_dir": facts.model_dir,
+            "threshold": facts.spec.threshold,
+            "positive_class": facts.spec.positive_class,
+            "tile_size": facts.tile_size,
+            "tile_stride": facts.tile_stride,
+            "started_at": _iso(facts.started),
+            "finished_at": _iso(finished),
+            "wall_seconds": round(wall_seconds, 3),
+            "images_per_second": round(seen / wall_seconds, 3) if wall_seconds > 0 else 0.0,
+            "inputs": list(facts.inputs),
+            "output": facts.output,
+            "outputs": outputs,
+        }
+
+    def process(self, _: Any, counts: dict[str, int], top: list[dict[str, Any]],
+                errors: list[dict[str, str]], files: list[str]) -> Iterator[dict[str, Any]]:
+        summary = self.summary(counts, files)
+        write_atomically(summary["outputs"]["summary"],
+                         json.dumps(summary, indent=2).encode() + b"\n")
+        errors = sorted(errors, key=lambda row: (row["uri"], row["stage"]))
+        write_atomically(summary["outputs"]["report"],
+                         render_report(summary, top, errors).encode())
+        logging.info("seen %d = scored %d (reused %d) + failed %d; positive %d; %.1f images/s",
+                     summary["seen"], summary["scored"], summary["reused"], summary["failed"],
+                     summary["positive"], summary["images_per_second"])
+        if not summary["accounting_ok"]:
+            raise AccountingError(
+                f"accounting mismatch: seen {summary['seen']} != scored {summary['scored']} + "
+                f"failed {summary['failed']}; see {summary['outputs']['summary']}")
+        yield summary
+
+
+def _prediction_events(image: ScoredImage, positive_class: str
+                       ) -> Iterator[tuple[str, int]]:
+    yield "scored", 1
+    yield "positive", int(image.row["label"] == positive_class)
+    yield "tiles", len(image.tiles)
+
+
+def _error_events(row: dict[str, str]) -> Iterator[tuple[str, int]]:
+    yield "failed", 1
+    yield f"failed:{row['stage']}", 1
+
+
+def _rank(image: ScoredImage) -> tuple[float, str]:
+    return image.row["crack_probability"], image.row["uri"]
+
+
+class Summarize(beam.PTransform):
+    """``{"images", "reused", "read_errors", "predictions", "errors", "files"}`` to the summary.
+
+    ``seen`` counts what reading produced (images to score, reused rows, unreadable items);
+    ``scored`` and ``failed`` count what reached the outputs. They are counted separately on
+    purpose: the check that they agree is what catches an image lost on the way.
+    """
+
+    def __init__(self, facts: RunFacts) -> None:
+        super().__init__()
+        self._facts = facts
+
+    def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
+        facts = self._facts
+        positive_class = facts.spec.positive_class
+        events = (
+            (pcolls["images"] | "SeenImages" >> beam.Map(lambda _: ("seen", 1)),
+             pcolls["reused"] | "SeenReused" >> beam.FlatMap(
+                 lambda _: (("seen", 1), ("reused", 1))),
+             pcolls["read_errors"] | "SeenUnreadable" >> beam.Map(lambda _: ("seen", 1)),
+             pcolls["predictions"] | "Scored" >> beam.FlatMap(_prediction_events,
+                                                              positive_class),
+             pcolls["errors"] | "Failed" >> beam.FlatMap(_error_events))
+            | "AllEvents" >> beam.Flatten())
+        counts = events | "Count" >> beam.CombinePerKey(sum)
+        top = (pcolls["predictions"]
+               | "Top" >> beam.combiners.Top.Of(facts.report_top, key=_rank)
+               | "EachTop" >> beam.FlatMap(lambda images: images)
+               | "Thumbnail" >> beam.ParDo(ThumbnailFn(facts.spec.threshold,
+                                                       facts.max_pixels)))
+        return (pcolls["predictions"].pipeline
+                | "Once" >> beam.Create([None])
+                | "Write" >> beam.ParDo(WriteSummaryFn(facts),
+                                        counts=beam.pvalue.AsDict(counts),
+                                        top=beam.pvalue.AsList(top),
+                                        errors=beam.pvalue.AsList(pcolls["errors"]),
+                                        files=beam.pvalue.AsList(pcolls["files"])))

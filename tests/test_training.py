@@ -1,0 +1,130 @@
+"""A real two-stage training run on the shared images, its evaluation and its export."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from crackscan import model_card
+from training import evaluate, export, input_pipeline, model as model_lib
+
+
+def test_two_stage_model_reaches_97_percent_on_test(training_report):
+    test = training_report["test"]
+    assert test["accuracy"] >= 0.97, test
+    assert test["f1"] >= 0.97 and test["roc_auc"] >= 0.99
+    assert test["counts"]["total"] == 393
+
+
+def test_stage_two_ran_on_a_frozen_batch_norm_and_is_kept_only_if_it_helps(training_report):
+    stage1, stage2 = training_report["stages"]["stage1"], training_report["stages"]["stage2"]
+    assert stage2["epochs_run"] >= 1 and stage2["unfrozen_layers"] > 0
+    assert stage2["learning_rate"] < stage1["learning_rate"] / 10
+    assert stage2["kept"] == (stage2["val_loss"] < stage1["val_loss"])
+    if stage2["kept"]:
+        assert stage2["val_loss"] < stage1["val_loss"]
+
+
+def test_fine_tuning_changes_top_convolutions_but_never_batch_norm(backbone_weights):
+    model, base = model_lib.build(64, str(backbone_weights))
+    model_lib.unfreeze_top(base, 38)
+    model_lib.compile_model(model, 1e-3)
+    before = {w.path: w.numpy().copy() for layer in base.layers for w in layer.weights}
+    rng = np.random.default_rng(0)
+    model.fit(rng.uniform(0, 255, (16, 64, 64, 3)).astype("float32"),
+              rng.integers(0, 2, 16), epochs=1, batch_size=8, verbose=0)
+    changed = {w.path for layer in base.layers for w in layer.weights
+               if not np.array_equal(before[w.path], w.numpy())}
+    bn = {w.path for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)
+          for w in layer.weights}
+    top = {w.path for layer in base.layers[-38:] for w in layer.weights} - bn
+    assert changed, "nothing was fine-tuned"
+    assert not changed & bn, "batch-norm weights or statistics moved during fine-tuning"
+    assert changed <= top, "layers below the unfrozen top were updated"
+
+
+def test_metrics_file_and_plots_are_written(trained_model_dir, training_report):
+    metrics = json.loads((trained_model_dir / "metrics.json").read_text())
+    for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix",
+                 "counts", "threshold"):
+        assert name in metrics["test"]
+    matrix = np.array(metrics["test"]["confusion_matrix"]["rows_true_columns_predicted"])
+    assert matrix.sum() == metrics["test"]["counts"]["total"]
+    for plot in ("training_curves", "confusion_matrix", "augmented_samples",
+                 "test_predictions"):
+        path = trained_model_dir / "plots" / f"{plot}.png"
+        assert path.stat().st_size > 10_000, path
+    for stage in ("stage1", "stage2", "test"):
+        assert list((trained_model_dir / "logs" / stage).rglob("events.out.tfevents.*"))
+    assert (trained_model_dir / "checkpoints" / "stage1-best.weights.h5").exists()
+
+
+def test_model_card_describes_the_exported_model(trained_model_dir, concrete_dataset):
+    card = model_card.read_card(str(trained_model_dir))
+    manifest = json.loads((concrete_dataset / "manifest.json").read_text())
+    assert card["class_names"] == ["Negative", "Positive"]
+    assert card["positive_class"] == "Positive"
+    assert card["input_size"] == 96 and card["tile_size"] == 227
+    assert 0.0 < card["threshold"] < 1.0
+    assert card["data"]["fingerprint"] == manifest["source_fingerprint"]
+    assert card["metrics"]["test"]["accuracy"] >= 0.97
+    assert card["weights"].startswith("file:") and card["versions"]["keras"] == keras.__version__
+    assert card["model_sha256"] == model_card.file_sha256(str(trained_model_dir / "model.keras"))
+
+
+def test_reloaded_model_on_raw_uint8_images_gives_the_evaluated_probabilities(
+        trained_model_dir, concrete_dataset):
+    evaluated = {row["sha256"]: row["crack_probability"] for row in json.loads(
+        (trained_model_dir / "test_predictions.json").read_text())}
+    images, hashes = export.native_batch(str(concrete_dataset), "test", 393)
+    assert images.dtype == np.uint8 and images.shape[1:] == (227, 227, 3)
+    model = keras.saving.load_model(trained_model_dir / "model.keras")
+    probabilities = np.concatenate([model.predict_on_batch(images[i:i + 100])[:, 1]
+                                    for i in range(0, len(images), 100)])
+    expected = np.array([evaluated[h] for h in hashes])
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def test_threshold_rule_prefers_max_f1_then_closeness_to_half():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    separable = np.array([0.01, 0.1, 0.2, 0.8, 0.9, 0.99])
+    assert evaluate.choose_threshold(separable, labels) == 0.5
+    overlapping = np.array([0.01, 0.1, 0.7, 0.8, 0.9, 0.99])
+    threshold = evaluate.choose_threshold(overlapping, labels)
+    assert 0.7 < threshold <= 0.8
+    assert evaluate.f1_at(overlapping, labels, threshold) == 1.0
+
+
+def test_metrics_match_hand_counts():
+    predictions = evaluate.Predictions(np.array([0.9, 0.8, 0.3, 0.1, 0.6]),
+                                       np.array([1, 1, 1, 0, 0]), [""] * 5, [""] * 5)
+    result = evaluate.metrics(predictions, 0.5)
+    assert result["confusion_matrix"]["rows_true_columns_predicted"] == [[1, 1], [1, 2]]
+    assert result["accuracy"] == pytest.approx(0.6)
+    assert result["precision"] == pytest.approx(2 / 3)
+    assert result["recall"] == pytest.approx(2 / 3)
+    assert result["roc_auc"] == pytest.approx(5 / 6, abs=1e-3)
+
+
+def test_augmentation_only_on_the_training_split(concrete_dataset):
+    eval_a = next(iter(input_pipeline.dataset(str(concrete_dataset), "val", 64, 8)))[0]
+    eval_b = next(iter(input_pipeline.dataset(str(concrete_dataset), "val", 64, 8)))[0]
+    np.testing.assert_array_equal(eval_a.numpy(), eval_b.numpy())
+    train_images, train_labels = next(iter(input_pipeline.dataset(
+        str(concrete_dataset), "train", 64, 8, training=True, seed=3)))
+    assert train_images.shape == (8, 64, 64, 3) and train_labels.dtype == tf.int32
+    assert float(tf.reduce_max(train_images)) <= 255.0
+
+
+def test_unknown_weights_path_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such weights file"):
+        model_lib.build(64, str(tmp_path / "missing.weights.h5"))
+
+
+def test_missing_shards_are_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="build_dataset"):
+        input_pipeline.shard_files(str(tmp_path), "train")
