@@ -120,13 +120,16 @@ def _tile_score(key: TileKey, result: PredictionResult) -> tuple[str, TileScore]
 def _failed_images(failure: tuple[list[tuple[TileKey, np.ndarray]], tuple]
                    ) -> Iterator[tuple[str, str]]:
     """One ``(uri, reason)`` per image with a tile in a batch the model failed on."""
-    batch, (_, error, trace) = failure
+    batch, (_, _, trace) = failure
     uris = sorted({key.uri for key, _ in batch})
     logging.warning("inference failed on a batch of %d tiles from %d images: %s",
                     len(batch), len(uris), "".join(trace))
+    # The exception's own text (last traceback entry): its repr is often empty, e.g. for
+    # TensorFlow's errors, whose message says which op failed and why.
+    reason = trace[-1].strip()
     for uri in uris:
         yield uri, (f"model failed on a batch of {len(batch)} tiles holding tiles of this "
-                    f"image: {error}")
+                    f"image: {reason}")
 
 
 class ScoreTiles(beam.PTransform):

@@ -37,12 +37,20 @@ def build(image_size: int = 224, weights: str = "imagenet", dropout: float = 0.2
           num_classes: int = 2) -> tuple[keras.Model, keras.Model]:
     """The full model and its backbone (kept so the stages can (un)freeze it)."""
     base = backbone(image_size, weights)
-    base.trainable = weights == "none"  # Nothing pretrained to protect: train it all.
+    from_scratch = weights == "none"
+    base.trainable = from_scratch  # Nothing pretrained to protect: train it all.
+    if from_scratch:
+        # Keras' 0.999 momentum needs thousands of steps before the moving statistics
+        # match the data; a short from-scratch run would evaluate on untrained ones.
+        for layer in base.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.9
     inputs = keras.Input(shape=(None, None, 3), name="image")
     x = keras.layers.Resizing(image_size, image_size, interpolation="bilinear",
                               name="resize")(inputs)
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="mobilenet_v2_scale")(x)
-    x = base(x, training=False)
+    # Pretrained: batch norm in inference mode for good. From scratch: it must learn.
+    x = base(x, training=None if from_scratch else False)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)

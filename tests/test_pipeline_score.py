@@ -1,0 +1,509 @@
+"""End-to-end runs of ``pipeline.score`` on the DirectRunner, over real shared photos.
+
+Each test runs the real pipeline (real files, real archives, a real Keras model) and reads
+what it wrote. The trained model from ``conftest`` is used where the scores must mean
+something; a tiny throwaway model keeps the other runs fast.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import tarfile
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from crackscan.decode import decode_rgb
+from crackscan.model_card import ModelCardError, file_sha256, read_card, write_card
+from crackscan.sources import SourceError
+from pipeline.records import PREDICTION_FIELDS
+from pipeline.score import SetupError, run
+
+REPO = Path(__file__).resolve().parents[1]
+SURVEY_PHOTO = Path("data/survey/crack/CRACK500_20160328_153612_1281_1081.jpg")
+SURVEY_448 = Path("data/survey/crack/GAPS384_train_0959_1_641.jpg")
+INTACT_448 = Path("data/survey/no_crack/noncrack_noncrack_concrete_wall_12_9.jpg.jpg")
+TOLERANCE = 1e-5  # six written decimals plus float32 noise between batch compositions
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def score(*argv: str | Path) -> dict:
+    summary = run([str(arg) for arg in argv])
+    assert summary is not None
+    return summary
+
+
+def read_predictions(out: Path) -> dict[str, dict]:
+    rows: dict[str, dict] = {}
+    shards = sorted(out.glob("predictions-*.csv"))
+    assert shards, f"no predictions-*.csv in {out}"
+    for shard in shards:
+        with shard.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            assert tuple(reader.fieldnames) == PREDICTION_FIELDS
+            for row in reader:
+                assert row["uri"] not in rows, f"{row['uri']} has two rows"
+                rows[row["uri"]] = row
+    return rows
+
+
+def read_jsonl(out: Path, name: str) -> list[dict]:
+    shards = sorted(out.glob(f"{name}-*.jsonl"))
+    assert shards, f"no {name}-*.jsonl in {out}"
+    return [json.loads(line) for shard in shards for line in shard.read_text().splitlines()]
+
+
+def read_errors(out: Path) -> dict[str, dict]:
+    errors = {row["uri"]: row for row in read_jsonl(out, "errors")}
+    assert len(errors) == len(read_jsonl(out, "errors")), "an input has two error rows"
+    return errors
+
+
+def assert_accounted(summary: dict, out: Path, seen: int) -> None:
+    predictions, errors = read_predictions(out), read_errors(out)
+    assert not set(predictions) & set(errors), "an input is both scored and failed"
+    assert summary["seen"] == seen
+    assert summary["scored"] == len(predictions)
+    assert summary["failed"] == len(errors)
+    assert summary["seen"] == summary["scored"] + summary["failed"]
+    assert summary["accounting_ok"] is True
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert "accounted for" in (out / "report.html").read_text()
+
+
+def save_model(model: keras.Model, directory: Path, tile_size: int = 227) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save(directory / "model.keras")
+    write_card(str(directory), {
+        "class_names": ["Negative", "Positive"], "positive_class": "Positive",
+        "input_size": 64, "tile_size": tile_size, "threshold": 0.5,
+        "model_sha256": file_sha256(str(directory / "model.keras"))})
+    return directory
+
+
+def tiny_model(*extra_layers: keras.layers.Layer) -> keras.Model:
+    inputs = keras.Input((None, None, 3))
+    x = inputs
+    for layer in extra_layers:
+        x = layer(x)
+    x = keras.layers.Resizing(64, 64)(x)
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+
+
+@keras.saving.register_keras_serializable(package="crackscan_tests")
+class PoisonGuard(keras.layers.Layer):
+    """Makes the model itself fail on any batch holding a pure magenta pixel."""
+
+    def call(self, x):
+        magenta = tf.reduce_all(tf.equal(x, tf.constant([255.0, 0.0, 255.0])), axis=-1)
+        tf.debugging.assert_equal(tf.reduce_any(magenta), False,
+                                  message="poisoned tile: pure magenta pixels")
+        return x
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Untrained: for runs where only the plumbing matters, not the scores."""
+    keras.utils.set_random_seed(0)
+    return save_model(tiny_model(), tmp_path_factory.mktemp("tiny-model"))
+
+
+def concrete(shared_dir: Path, label: str, count: int) -> list[Path]:
+    return sorted((shared_dir / "data" / "concrete" / label).glob("*.jpg"))[:count]
+
+
+def copy_files(paths: list[Path], folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for path in paths:
+        copy = folder / path.name
+        copy.write_bytes(path.read_bytes())
+        copies.append(copy)
+    return copies
+
+
+# --------------------------------------------------------------------------- real model
+
+
+def test_full_concrete_set_matches_the_models_own_evaluation(
+        tmp_path: Path, shared_dir: Path, trained_model_dir: Path):
+    """All 4,000 images: one row each, and the test split scores as training evaluated it."""
+    concrete_dir = shared_dir / "data" / "concrete"
+    out = tmp_path / "out"
+    summary = score("--input", concrete_dir, "--model", trained_model_dir, "--output", out)
+
+    files = sorted(str(path) for path in concrete_dir.glob("*/*.jpg"))
+    assert_accounted(summary, out, seen=len(files))
+    rows = read_predictions(out)
+    assert sorted(rows) == files
+    assert summary["failed"] == 0
+
+    card = read_card(str(trained_model_dir))
+    correct = {uri: (row["label"] == Path(uri).parent.name) for uri, row in rows.items()}
+    accuracy = sum(correct.values()) / len(correct)
+
+    # The model's own evaluation: its test split, scored by the training code.
+    evaluated = json.loads((trained_model_dir / "test_predictions.json").read_text())
+    by_sha = {row["sha256"]: row for row in rows.values()}
+    test_rows = [by_sha[entry["sha256"]] for entry in evaluated]
+    for entry, row in zip(evaluated, test_rows):
+        assert abs(float(row["crack_probability"]) - entry["crack_probability"]) < TOLERANCE
+    test_accuracy = np.mean([row["label"] == Path(row["uri"]).parent.name for row in test_rows])
+    assert test_accuracy == pytest.approx(card["metrics"]["test"]["accuracy"], abs=1e-12)
+    assert accuracy > 0.95
+    print(f"\nfull concrete run: {len(rows)} images, accuracy {accuracy:.4f} "
+          f"(test split {test_accuracy:.4f}), {summary['images_per_second']:.1f} images/s, "
+          f"{summary['wall_seconds']:.1f} s")
+
+
+@pytest.fixture(scope="module")
+def survey_run(shared_dir: Path, trained_model_dir: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A survey photo, a 448 px photo, a tile-sized and a smaller-than-tile image."""
+    inputs = tmp_path_factory.mktemp("survey-inputs")
+    small = inputs / "small.png"
+    with Image.open(concrete(shared_dir, "Positive", 1)[0]) as image:
+        image.resize((100, 150)).save(small)
+    out = tmp_path_factory.mktemp("survey-run") / "out"
+    summary = score("--input", shared_dir / SURVEY_PHOTO, "--input", shared_dir / SURVEY_448,
+                    "--input", concrete(shared_dir, "Positive", 1)[0], "--input", small,
+                    "--model", trained_model_dir, "--output", out, "--write-tiles")
+    return out, summary
+
+
+def test_survey_photo_is_tiled_and_scored(survey_run: tuple[Path, dict], shared_dir: Path):
+    out, summary = survey_run
+    assert_accounted(summary, out, seen=4)
+    uri = str(shared_dir / SURVEY_PHOTO)
+    row = read_predictions(out)[uri]
+    tiles = sorted((t for t in read_jsonl(out, "tiles") if t["uri"] == uri),
+                   key=lambda t: t["tile"])
+    assert (row["width"], row["height"], row["tiles"]) == ("4800", "6000", "980")
+    assert [t["tile"] for t in tiles] == list(range(980))
+    covered = np.zeros((6000, 4800), dtype=bool)
+    for tile in tiles:
+        x0, y0, x1, y1 = tile["box"]
+        assert 0 <= x0 and 0 <= y0 and x1 <= 4800 and y1 <= 6000
+        assert (x1 - x0, y1 - y0) == (227, 227)
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
+    probabilities = [t["crack_probability"] for t in tiles]
+    threshold = float(row["threshold"])
+    assert float(row["crack_probability"]) == max(probabilities)
+    assert int(row["positive_tiles"]) == sum(p >= threshold for p in probabilities)
+    assert row["label"] == "Positive", "a CRACK500 photo with a visible crack"
+    assert summary["tiles"] == 980 + 9 + 1 + 1
+
+
+def test_pipeline_gives_each_tile_the_probability_the_model_gives_it(
+        survey_run: tuple[Path, dict], trained_model_dir: Path, shared_dir: Path):
+    out, _ = survey_run
+    model = keras.saving.load_model(trained_model_dir / "model.keras")
+    survey = str(shared_dir / SURVEY_PHOTO)
+    # Every tile of the small inputs, every 50th of the survey photo (same code path).
+    tiles = [t for t in read_jsonl(out, "tiles") if t["uri"] != survey or t["tile"] % 50 == 0]
+    assert len(tiles) == 9 + 1 + 1 + 20
+    decoded: dict[str, np.ndarray] = {}
+    for tile in tiles:
+        if tile["uri"] not in decoded:
+            decoded[tile["uri"]] = decode_rgb(Path(tile["uri"]).read_bytes())
+        rgb = decoded[tile["uri"]]
+        x0, y0, x1, y1 = tile["box"]
+        if rgb.shape[:2] == (150, 100):  # smaller than a tile: scored whole, resized
+            pixels = np.asarray(Image.fromarray(rgb).resize((227, 227), Image.BILINEAR))
+        else:
+            pixels = rgb[y0:y1, x0:x1]
+        direct = float(model.predict_on_batch(pixels[None].astype(np.float32))[0, 1])
+        assert abs(tile["crack_probability"] - direct) < TOLERANCE, tile
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A real PNG header that declares a huge image: a decompression bomb's first bytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def encoded(image: Image.Image, fmt: str, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def build_corpus(root: Path, shared_dir: Path
+                 ) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[str, str]]]:
+    """Good inputs ``{uri: (width, height)}`` and bad ones ``{uri: (stage, reason)}``."""
+    with Image.open(concrete(shared_dir, "Positive", 1)[0]) as image:
+        rgb = image.convert("RGB")
+    with Image.open(shared_dir / SURVEY_448) as image:
+        photo = image.convert("RGB")
+    gray = rgb.convert("L")
+    sixteen_bit = Image.fromarray(np.asarray(gray, dtype=np.uint16) * 257)
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgb.size))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    rotated = photo.crop((0, 0, 300, 200))
+    jpeg = encoded(rgb, "JPEG", quality=95)
+
+    files = {
+        "nested/a/rgb.png": (encoded(rgb, "PNG"), (227, 227)),
+        "nested/a/b/gray16.tiff": (encoded(sixteen_bit, "TIFF"), (227, 227)),
+        "nested/bitmap.bmp": (encoded(rgb, "BMP"), (227, 227)),
+        "nested/photo.webp": (encoded(photo.crop((0, 0, 300, 300)), "WEBP"), (300, 300)),
+        "cmyk.jpg": (encoded(rgb.convert("CMYK"), "JPEG"), (227, 227)),
+        "palette.png": (encoded(rgb.convert("P"), "PNG"), (227, 227)),
+        "rgba.png": (encoded(rgba, "PNG"), (227, 227)),
+        "gray.jpg": (encoded(gray, "JPEG"), (227, 227)),
+        "rotated.jpg": (encoded(rotated, "JPEG", exif=exif), (200, 300)),
+        "small.png": (encoded(rgb.resize((90, 60)), "PNG"), (90, 60)),
+        "sliver.png": (encoded(rgb.resize((2, 40_000)), "PNG"), None),
+        "photo448.jpg": (encoded(photo, "JPEG"), None),
+        "bad/empty.jpg": (b"", None),
+        "bad/truncated.jpg": (jpeg[: len(jpeg) // 2], None),
+        "bad/text.jpg": (b"these are flight notes, not a photo\n", None),
+        "bad/bomb.png": (png_declaring(100_000, 100_000), None),
+    }
+    good: dict[str, tuple[int, int]] = {}
+    bad: dict[str, tuple[str, str]] = {
+        "bad/empty.jpg": ("decode", "empty file"),
+        "bad/truncated.jpg": ("decode", "truncated"),
+        "bad/text.jpg": ("decode", "not an image"),
+        "bad/bomb.png": ("decode", "decompression bomb"),
+        "photo448.jpg": ("decode", "over the 150000-pixel limit"),
+        "sliver.png": ("tile", "too narrow to tile"),
+    }
+    for name, (data, size) in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        if size is not None:
+            good[str(path)] = size
+    bad = {str(root / name): reason for name, reason in bad.items()}
+
+    zip_path = root / "archives" / "flight1.zip"
+    zip_path.parent.mkdir()
+    with zipfile.ZipFile(zip_path, "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the duplicate name is the point
+        archive.writestr("flight1/img1.jpg", jpeg)
+        archive.writestr("flight1/sub/img2.png", encoded(rgb, "PNG"))
+        archive.writestr("../evil.jpg", jpeg)
+        archive.writestr("/abs.jpg", jpeg)
+        archive.writestr("flight1/readme.jpg", b"not a photo")
+        archive.writestr("flight1/img1.jpg", jpeg)
+    good.update({f"{zip_path}!flight1/img1.jpg": (227, 227),
+                 f"{zip_path}!flight1/sub/img2.png": (227, 227)})
+    bad.update({f"{zip_path}!../evil.jpg": ("read", "'..' escapes the archive"),
+                f"{zip_path}!/abs.jpg": ("read", "absolute path"),
+                f"{zip_path}!flight1/readme.jpg": ("decode", "not an image")})
+
+    tar_path = root / "archives" / "flight2.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as archive:
+        def add(name: str, data: bytes, kind: bytes = tarfile.REGTYPE) -> None:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.SYMTYPE:
+                info.linkname = "img3.jpg"
+                archive.addfile(info)
+            else:
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        add("flight2/img3.jpg", jpeg)
+        add("flight2/deep/er/img4.webp", encoded(rgb, "WEBP"))
+        add("../evil.jpg", jpeg)
+        add("/etc/abs.jpg", jpeg)
+        add("flight2/link.jpg", b"", tarfile.SYMTYPE)
+    good.update({f"{tar_path}!flight2/img3.jpg": (227, 227),
+                 f"{tar_path}!flight2/deep/er/img4.webp": (227, 227)})
+    bad.update({f"{tar_path}!../evil.jpg": ("read", "'..' escapes the archive"),
+                f"{tar_path}!/etc/abs.jpg": ("read", "absolute path"),
+                f"{tar_path}!flight2/link.jpg": ("read", "link or device")})
+    return good, bad
+
+
+def test_formats_archives_and_bad_inputs_each_land_in_one_place(
+        tmp_path: Path, shared_dir: Path, tiny_model_dir: Path):
+    root = tmp_path / "survey"
+    good, bad = build_corpus(root, shared_dir)
+    out = tmp_path / "out"
+    # The second pattern names files the first already lists: each is read once.
+    summary = score("--input", root, "--input", root / "*.png", "--model", tiny_model_dir,
+                    "--output", out, "--max-pixels", "150000")
+
+    predictions, errors = read_predictions(out), read_errors(out)
+    assert set(predictions) == set(good)
+    for uri, (width, height) in good.items():
+        assert (int(predictions[uri]["width"]), int(predictions[uri]["height"])) == (
+            width, height), uri
+    # The duplicated zip member is a 28th input whose uri is already scored: it must be an
+    # error row of its own, so it is checked apart from the uri-keyed dict.
+    duplicate = [row for row in read_jsonl(out, "errors")
+                 if "duplicate archive member name" in row["error"]]
+    assert [row["uri"] for row in duplicate] == [f"{root}/archives/flight1.zip!flight1/img1.jpg"]
+    errors = {uri: row for uri, row in errors.items() if row not in duplicate}
+    assert set(errors) == set(bad)
+    for uri, (stage, reason) in bad.items():
+        assert errors[uri]["stage"] == stage, errors[uri]
+        assert reason in errors[uri]["error"], errors[uri]
+
+    seen = len(good) + len(bad) + 1
+    assert summary["seen"] == seen
+    assert summary["scored"] == len(good) and summary["failed"] == len(bad) + 1
+    assert summary["failed_by_stage"] == {"read": 6, "decode": 6, "tile": 1, "inference": 0}
+    assert summary["accounting_ok"] is True
+
+
+def test_failing_model_batch_fails_only_the_images_in_it(
+        tmp_path: Path, shared_dir: Path):
+    """A real model that raises on a pure magenta tile: its image alone goes to errors."""
+    keras.utils.set_random_seed(0)
+    model_dir = save_model(tiny_model(PoisonGuard()), tmp_path / "poisoned-model")
+    inputs = copy_files(concrete(shared_dir, "Negative", 3), tmp_path / "inputs")
+    poisoned = np.array(Image.open(inputs[0]).convert("RGB").resize((454, 227)))
+    poisoned[:, :100] = (255, 0, 255)  # only in the first of its three tiles
+    poisoned_path = tmp_path / "inputs" / "poisoned.png"
+    Image.fromarray(poisoned).save(poisoned_path)
+    out = tmp_path / "out"
+
+    summary = score("--input", tmp_path / "inputs", "--model", model_dir, "--output", out,
+                    "--batch-size", "1")
+
+    assert_accounted(summary, out, seen=4)
+    assert set(read_predictions(out)) == {str(path) for path in inputs}
+    error = read_errors(out)[str(poisoned_path)]
+    assert error["stage"] == "inference" and "poisoned tile" in error["error"]
+
+
+# --------------------------------------------------------------------------- runners, reuse
+
+
+def test_multi_processing_gives_the_same_rows_as_in_memory(
+        tmp_path: Path, shared_dir: Path, tiny_model_dir: Path,
+        monkeypatch: pytest.MonkeyPatch):
+    # Worker processes import the pipeline by module name, like launch/common.sh sets up.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    inputs = tmp_path / "inputs"
+    copy_files(concrete(shared_dir, "Positive", 12), inputs / "Positive")
+    copy_files(concrete(shared_dir, "Negative", 12), inputs / "Negative")
+    copy_files([shared_dir / SURVEY_448, shared_dir / INTACT_448], inputs)
+    (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    with zipfile.ZipFile(inputs / "more.zip", "w") as archive:
+        for path in concrete(shared_dir, "Positive", 20)[12:]:
+            archive.write(path, f"zipped/{path.name}")
+
+    def outputs(out: Path) -> tuple:
+        rows = {uri: {k: v for k, v in row.items() if k != "scored_at"}
+                for uri, row in read_predictions(out).items()}
+        tiles = sorted(read_jsonl(out, "tiles"), key=lambda t: (t["uri"], t["tile"]))
+        summary = json.loads((out / "summary.json").read_text())
+        counts = {key: summary[key] for key in ("seen", "scored", "failed", "positive", "tiles")}
+        return rows, read_errors(out), tiles, counts
+
+    common = ["--input", inputs, "--model", tiny_model_dir, "--write-tiles"]
+    score(*common, "--output", tmp_path / "in-memory")
+    score(*common, "--output", tmp_path / "multi", "--direct_running_mode=multi_processing",
+          "--direct_num_workers=2")
+
+    in_memory, multi = outputs(tmp_path / "in-memory"), outputs(tmp_path / "multi")
+    assert len(in_memory[0]) == 24 + 2 + 8 and len(in_memory[1]) == 1
+    assert in_memory == multi
+
+
+def test_skip_scored_carries_earlier_rows_and_scores_only_new_content(
+        tmp_path: Path, shared_dir: Path, tiny_model_dir: Path):
+    first_inputs = copy_files(concrete(shared_dir, "Positive", 5), tmp_path / "night")
+    first = tmp_path / "first"
+    score("--input", tmp_path / "night", "--model", tiny_model_dir, "--output", first,
+          "--format", "jsonl")
+    earlier = {row["uri"]: row for row in read_jsonl(first, "predictions")}
+
+    new_inputs = copy_files(concrete(shared_dir, "Negative", 3), tmp_path / "night" / "late")
+    renamed = tmp_path / "night" / "renamed-copy.jpg"
+    renamed.write_bytes(first_inputs[0].read_bytes())
+    second = tmp_path / "second"
+    summary = score("--input", tmp_path / "night", "--model", tiny_model_dir,
+                    "--output", second, "--skip-scored", first)
+
+    assert_accounted(summary, second, seen=9)
+    assert summary["reused"] == 6 and summary["scored"] == 9
+    assert summary["tiles"] == 3, "only the new content was tiled and scored"
+    rows = read_predictions(second)
+    for path in first_inputs:
+        carried = {key: str(value) for key, value in earlier[str(path)].items()}
+        assert rows[str(path)] == carried
+    assert rows[str(renamed)] == {**rows[str(first_inputs[0])], "uri": str(renamed)}
+    for path in new_inputs:
+        assert rows[str(path)]["scored_at"] >= max(r["scored_at"] for r in earlier.values())
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_missing_or_tampered_model_is_refused_before_anything_runs(
+        tmp_path: Path, tiny_model_dir: Path, shared_dir: Path):
+    image = concrete(shared_dir, "Positive", 1)[0]
+    out = tmp_path / "out"
+    with pytest.raises(ModelCardError, match="model_card.json is missing"):
+        run(["--input", str(image), "--model", str(tmp_path / "nowhere"), "--output", str(out)])
+
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    for name in ("model.keras", "model_card.json"):
+        (tampered / name).write_bytes((tiny_model_dir / name).read_bytes())
+    with (tampered / "model.keras").open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ModelCardError, match="does not match the sha256"):
+        run(["--input", str(image), "--model", str(tampered), "--output", str(out)])
+    assert not out.exists()
+
+
+def test_inputs_and_output_are_checked_before_anything_runs(
+        tmp_path: Path, tiny_model_dir: Path, shared_dir: Path):
+    image = concrete(shared_dir, "Positive", 1)[0]
+    with pytest.raises(SourceError, match="matches no file"):
+        run(["--input", str(tmp_path / "*.jpg"), "--model", str(tiny_model_dir),
+             "--output", str(tmp_path / "out")])
+    with pytest.raises(SetupError, match="larger than the tile size"):
+        run(["--input", str(image), "--model", str(tiny_model_dir),
+             "--output", str(tmp_path / "out"), "--tile-stride", "300"])
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "summary.json").write_text("{}")
+    with pytest.raises(SetupError, match="already holds the output of a run"):
+        run(["--input", str(image), "--model", str(tiny_model_dir), "--output", str(used)])
+    assert not (tmp_path / "out").exists()
+
+
+def test_command_line_reports_a_bad_model_dir_in_one_line(tmp_path: Path, shared_dir: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.score", "--input",
+         str(concrete(shared_dir, "Positive", 1)[0]), "--model", str(tmp_path),
+         "--output", str(tmp_path / "out")],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "pipeline.score: error:" in result.stderr and "is missing" in result.stderr
+    assert "Traceback" not in result.stderr
