@@ -15,8 +15,8 @@ PREDICTION_FIELDS = ("uri", "label", "crack_probability", "threshold", "width", 
                      "tiles", "positive_tiles", "model_version", "scored_at", "sha256")
 _FLOAT_FIELDS = frozenset({"crack_probability", "threshold"})
 _INT_FIELDS = frozenset({"width", "height", "tiles", "positive_tiles"})
-# Six decimals keep every row identical however tiles were batched (float32 inference
-# differs in the last bits between batch compositions) and are finer than any threshold.
+# Finer than any threshold, and short enough that rows can be compared across runs and
+# runners: float32 noise from different batch compositions sits far below the sixth decimal.
 PROBABILITY_DECIMALS = 6
 STAGES = ("read", "decode", "tile", "inference")
 

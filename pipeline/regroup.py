@@ -29,7 +29,7 @@ class AssembleImageFn(beam.DoFn):
 
     def __init__(self, spec: ModelSpec) -> None:
         self._spec = spec
-        self._scored = Metrics.counter("crackscan", "scored")
+        self._scored = Metrics.counter("crackscan", "scored_by_model")
         self._failed = Metrics.counter("crackscan", "failed_inference")
         self._count = 0
 
