@@ -29,22 +29,25 @@ def previous_predictions_pattern(previous_out: str) -> str:
 
 
 class ReadPreviousPredictions(beam.PTransform):
-    """``(sha256, row)`` for every image an earlier run scored with this model version.
+    """``(sha256, row)`` for every image an earlier run scored with this model and threshold.
 
-    Rows of another model version are dropped: a changed model must score everything again.
+    Rows of another model version are dropped: a changed model must score everything again;
+    so are rows of another threshold (the card can be re-calibrated without changing the
+    model file, and the label depends on it).
     When the same content was scored under several names, one row per content is kept (the
     first uri in sort order), so the side input built from this is deterministic.
     """
 
-    def __init__(self, previous_out: str | None, model_version: str) -> None:
+    def __init__(self, previous_out: str | None, model_version: str, threshold: float) -> None:
         super().__init__()
         self._previous_out = previous_out
         self._model_version = model_version
+        self._threshold = threshold
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         if self._previous_out is None:
             return pbegin | "Nothing" >> beam.Create([])
-        version = self._model_version
+        version, threshold = self._model_version, self._threshold
         return (pbegin
                 | "Match" >> fileio.MatchFiles(
                     previous_predictions_pattern(self._previous_out),
@@ -53,7 +56,8 @@ class ReadPreviousPredictions(beam.PTransform):
                 | "Parse" >> beam.FlatMap(
                     lambda readable: parse_predictions(readable.metadata.path,
                                                        readable.read_utf8()))
-                | "SameModel" >> beam.Filter(lambda row: row["model_version"] == version)
+                | "SameModel" >> beam.Filter(
+                    lambda row: (row["model_version"], row["threshold"]) == (version, threshold))
                 | "BySha256" >> beam.Map(lambda row: (row["sha256"], row))
                 | "OnePerContent" >> beam.CombinePerKey(
                     lambda rows: min(rows, key=lambda row: row["uri"])))

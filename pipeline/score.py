@@ -127,8 +127,8 @@ def prepare(args: argparse.Namespace) -> RunFacts:
 def build(pipeline: beam.Pipeline, facts: RunFacts, args: argparse.Namespace) -> None:
     """sources -> decode and tile -> model -> regroup per image -> sinks -> summary."""
     spec = facts.spec
-    previous = pipeline | "ReadPrevious" >> ReadPreviousPredictions(args.skip_scored,
-                                                                     spec.version)
+    previous = pipeline | "ReadPrevious" >> ReadPreviousPredictions(
+        args.skip_scored, spec.version, spec.threshold)
     read = pipeline | "ReadInputs" >> ReadInputs(list(facts.inputs), previous)
     tiled = read[IMAGES] | "DecodeAndTile" >> DecodeAndTile(facts.tile_size, facts.tile_stride,
                                                             facts.max_pixels)

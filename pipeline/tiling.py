@@ -147,7 +147,7 @@ class DecodeAndTileFn(beam.DoFn):
             message = str(exc) if isinstance(exc, TilingError) else f"{type(exc).__name__}: {exc}"
             yield TaggedOutput(ERRORS, error_row(image.uri, "tile", message))
             return
-        del rgb
+        del rgb  # When the canvas is a resized copy, the original can go while tiles stream.
         yield TaggedOutput(INFOS, ImageInfo(image.uri, image.sha256, width, height, plan.count))
         for index, box, pixels in plan.tiles(canvas):
             self._tiles.inc()

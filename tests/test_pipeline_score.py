@@ -28,11 +28,15 @@ from PIL import Image
 from crackscan.decode import decode_rgb
 from crackscan.model_card import ModelCardError, file_sha256, read_card, write_card
 from crackscan.sources import SourceError
+from pipeline.inference import ModelSpec
 from pipeline.records import PREDICTION_FIELDS
 from pipeline.score import SetupError, run
+from pipeline.summary import AccountingError, RunFacts, WriteSummaryFn
 
 REPO = Path(__file__).resolve().parents[1]
 SURVEY_PHOTO = Path("data/survey/crack/CRACK500_20160328_153612_1281_1081.jpg")
+# The other 4800x6000 photo is cut off at 2,931,200 bytes, without its end-of-image marker.
+TRUNCATED_SURVEY_PHOTO = Path("data/survey/crack/CRACK500_20160330_165325_1921_361.jpg")
 SURVEY_448 = Path("data/survey/crack/GAPS384_train_0959_1_641.jpg")
 INTACT_448 = Path("data/survey/no_crack/noncrack_noncrack_concrete_wall_12_9.jpg.jpg")
 TOLERANCE = 1e-5  # six written decimals plus float32 noise between batch compositions
@@ -176,13 +180,15 @@ def test_full_concrete_set_matches_the_models_own_evaluation(
 @pytest.fixture(scope="module")
 def survey_run(shared_dir: Path, trained_model_dir: Path,
                tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A survey photo, a 448 px photo, a tile-sized and a smaller-than-tile image."""
+    """Survey photos (one truncated), a 448 px photo, a tile-sized and a smaller image."""
     inputs = tmp_path_factory.mktemp("survey-inputs")
     small = inputs / "small.png"
     with Image.open(concrete(shared_dir, "Positive", 1)[0]) as image:
         image.resize((100, 150)).save(small)
     out = tmp_path_factory.mktemp("survey-run") / "out"
-    summary = score("--input", shared_dir / SURVEY_PHOTO, "--input", shared_dir / SURVEY_448,
+    summary = score("--input", shared_dir / SURVEY_PHOTO,
+                    "--input", shared_dir / TRUNCATED_SURVEY_PHOTO,
+                    "--input", shared_dir / SURVEY_448,
                     "--input", concrete(shared_dir, "Positive", 1)[0], "--input", small,
                     "--model", trained_model_dir, "--output", out, "--write-tiles")
     return out, summary
@@ -190,7 +196,9 @@ def survey_run(shared_dir: Path, trained_model_dir: Path,
 
 def test_survey_photo_is_tiled_and_scored(survey_run: tuple[Path, dict], shared_dir: Path):
     out, summary = survey_run
-    assert_accounted(summary, out, seen=4)
+    assert_accounted(summary, out, seen=5)
+    truncated = read_errors(out)[str(shared_dir / TRUNCATED_SURVEY_PHOTO)]
+    assert truncated["stage"] == "decode" and "truncated" in truncated["error"]
     uri = str(shared_dir / SURVEY_PHOTO)
     row = read_predictions(out)[uri]
     tiles = sorted((t for t in read_jsonl(out, "tiles") if t["uri"] == uri),
@@ -459,6 +467,15 @@ def test_skip_scored_carries_earlier_rows_and_scores_only_new_content(
     for path in new_inputs:
         assert rows[str(path)]["scored_at"] >= max(r["scored_at"] for r in earlier.values())
 
+    # Same model file, re-calibrated threshold: labels may change, so nothing is reused.
+    recalibrated = tmp_path / "recalibrated"
+    recalibrated.mkdir()
+    (recalibrated / "model.keras").write_bytes((tiny_model_dir / "model.keras").read_bytes())
+    write_card(str(recalibrated), {**read_card(str(tiny_model_dir)), "threshold": 0.6})
+    summary = score("--input", tmp_path / "night", "--model", recalibrated,
+                    "--output", tmp_path / "third", "--skip-scored", second)
+    assert summary["reused"] == 0 and summary["scored"] == 9
+
 
 # --------------------------------------------------------------------------- refusals
 
@@ -496,6 +513,20 @@ def test_inputs_and_output_are_checked_before_anything_runs(
     with pytest.raises(SetupError, match="already holds the output of a run"):
         run(["--input", str(image), "--model", str(tiny_model_dir), "--output", str(used)])
     assert not (tmp_path / "out").exists()
+
+
+def test_accounting_mismatch_fails_the_run_after_writing_the_summary(
+        tmp_path: Path, tiny_model_dir: Path):
+    """The final step itself, fed counts that do not add up (one image lost on the way)."""
+    spec = ModelSpec.from_card(str(tiny_model_dir), read_card(str(tiny_model_dir)))
+    facts = RunFacts(inputs=("in/",), output=str(tmp_path), model_dir=str(tiny_model_dir),
+                     spec=spec, tile_size=227, tile_stride=170, max_pixels=10**8,
+                     report_top=12, started=0.0)
+    with pytest.raises(AccountingError, match="seen 3 != scored 1 \\+ failed 1"):
+        list(WriteSummaryFn(facts).process(None, counts={"seen": 3, "scored": 1, "failed": 1},
+                                           top=[], errors=[], files=[]))
+    assert json.loads((tmp_path / "summary.json").read_text())["accounting_ok"] is False
+    assert "Accounting mismatch" in (tmp_path / "report.html").read_text()
 
 
 def test_command_line_reports_a_bad_model_dir_in_one_line(tmp_path: Path, shared_dir: Path):
