@@ -15,6 +15,8 @@ with the real data set, use the commands in the README instead.
 from __future__ import annotations
 
 import argparse
+import csv
+import glob
 import logging
 import os
 import shutil
@@ -27,6 +29,21 @@ from training import build_dataset, train
 
 def step(number: int, text: str) -> None:
     print(f"\n=== [{number}/4] {text}", flush=True)
+
+
+def print_against_truth(scores: str, members: list[dict]) -> None:
+    """The generator knows where it drew cracks: show each verdict beside the truth."""
+    rows = {}
+    for path in glob.glob(os.path.join(scores, "predictions-*.csv")):
+        with open(path, newline="") as handle:
+            rows |= {row["uri"].split("!", 1)[1]: row for row in csv.DictReader(handle)}
+    print(f"\n{'photo':<24}{'drawn cracks':>13}  {'verdict':<9}{'p(crack)':>9}  positive tiles")
+    for member in members:
+        row = rows.get(member["name"])
+        truth = "broken" if member["crack"] is None else len(member["boxes"])
+        verdict = (f"{row['label']:<9}{float(row['crack_probability']):>9.3f}  "
+                   f"{row['positive_tiles']}/{row['tiles']}") if row else "in errors"
+        print(f"{member['name']:<24}{truth:>13}  {verdict}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -61,9 +78,11 @@ def main(argv: list[str] | None = None) -> dict:
                          "--patience", "4", "--seed", str(args.seed)])
 
     step(4, f"scoring a generated drone survey ({args.photos} photos + 1 broken file)")
-    synthetic.write_survey_archive(paths["survey.zip"], photos=args.photos, seed=args.seed + 1)
+    members = synthetic.write_survey_archive(paths["survey.zip"], photos=args.photos,
+                                             seed=args.seed + 1)
     summary = score.run(["--input", paths["survey.zip"], "--model", paths["model"],
                          "--output", paths["scores"], "--write-tiles"])
+    print_against_truth(paths["scores"], members)
     print(f"\nDone in {time.monotonic() - started:.0f}s. Test accuracy on synthetic patches "
           f"{report['test']['accuracy']:.3f}; survey: {summary['scored']} scored, "
           f"{summary['failed']} failed, {summary['positive']} with cracks.")
