@@ -14,6 +14,8 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 MODEL_FILE = "model.keras"
+# Same model converted for the LiteRT runtime; optional (older model folders lack it).
+TFLITE_FILE = "model.tflite"
 CARD_FILE = "model_card.json"
 REQUIRED_FIELDS = ("class_names", "positive_class", "input_size", "tile_size", "threshold")
 
@@ -61,6 +63,14 @@ def read_card(directory: str) -> dict[str, Any]:
     if expected and file_sha256(model_path) != expected:
         raise ModelCardError(f"{model_path}: content does not match the sha256 recorded in "
                              f"{CARD_FILE}; the model was changed after export")
+    if "tflite_file" in card:
+        tflite_path = join(directory, card["tflite_file"])
+        if not FileSystems.exists(tflite_path):
+            raise ModelCardError(f"{directory}: {CARD_FILE} lists {card['tflite_file']}, "
+                                 f"which is missing")
+        if file_sha256(tflite_path) != card.get("tflite_sha256"):
+            raise ModelCardError(f"{tflite_path}: content does not match the tflite_sha256 "
+                                 f"recorded in {CARD_FILE}; it was changed after export")
     return card
 
 

@@ -8,6 +8,9 @@
 # The three can also be given as environment variables INPUT, MODEL_DIR and OUT.
 # Extra flags are passed on unchanged, e.g. --bigquery-table my-project:inspection.cracks
 # or --subnetwork / --service_account_email / --no_use_public_ips for locked-down projects.
+# Add --dry-run to check the launch first: project, region, temp/staging locations, the
+# setup file and that every path is gs:// are checked offline, the model card is read and
+# INPUT listed, and the job that would be submitted is printed as JSON; nothing is submitted.
 #
 # Fill in (required environment):
 #   PROJECT   GCP project that runs the job
@@ -31,7 +34,8 @@
 #   PYTHON              [python3] interpreter with crackscan and apache-beam[gcp] installed
 # Authentication: `gcloud auth application-default login` (or a service account) beforehand.
 #
-# The command blocks until the job ends and exits non-zero when it fails.
+# The command blocks until the job ends and exits non-zero when it fails (with --dry-run it
+# returns at once, non-zero naming every bad option).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

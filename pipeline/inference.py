@@ -1,8 +1,9 @@
-"""Tiles to crack probabilities with Beam's RunInference and a Keras 3 model.
+"""Tiles to crack probabilities with Beam's RunInference, on LiteRT or Keras 3.
 
 Beam's stock TensorFlow handler imports ``tensorflow_hub`` and expects a SavedModel; the
-exported model is a ``.keras`` file, so this module has its own small ``ModelHandler``.
-RunInference loads the model once per worker process and shares it across threads.
+exported model is a ``.keras`` file (plus its ``.tflite`` conversion), so this module has
+its own small ``ModelHandler``s. RunInference loads the model once per worker process and
+shares it across threads. LiteRT (XNNPACK) runs the same model ~2x faster on CPU.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
@@ -20,9 +22,12 @@ from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler, Pred
                                            RunInference)
 
 from crackscan.model_card import MODEL_FILE, ModelCardError, join, model_version
+from crackscan.tflite_model import TFLiteClassifier  # imports LiteRT only when one is made
 from pipeline.records import TileKey, TileScore, probability
 
 SCORES, FAILED = "scores", "failed"
+LITERT, KERAS = "litert", "keras"
+RUNTIMES = (LITERT, KERAS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +42,8 @@ class ModelSpec:
     negative_class: str
     threshold: float
     tile_size: int
+    tflite_uri: str | None = None  # same model for LiteRT, when the card lists one
+    tflite_sha256: str | None = None
 
     @property
     def positive_index(self) -> int:
@@ -59,18 +66,32 @@ class ModelSpec:
         return cls(model_uri=join(model_dir, MODEL_FILE), model_sha256=card["model_sha256"],
                    version=model_version(card), class_names=names, positive_class=positive,
                    negative_class=next(name for name in names if name != positive),
-                   threshold=threshold, tile_size=int(card["tile_size"]))
+                   threshold=threshold, tile_size=int(card["tile_size"]),
+                   tflite_uri=join(model_dir, card["tflite_file"])
+                   if "tflite_file" in card else None,
+                   tflite_sha256=card.get("tflite_sha256"))
 
     def label(self, crack_probability: float) -> str:
         return (self.positive_class if crack_probability >= self.threshold
                 else self.negative_class)
 
 
-class KerasTileModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
+def read_checked(uri: str, sha256: str) -> bytes:
+    """The bytes of a model file, checked again on the worker against the card's hash: the
+    file may have been replaced since the launcher read the card."""
+    with FileSystems.open(uri) as handle:
+        data = handle.read()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ModelCardError(f"{uri}: content changed since the job started; it no longer "
+                             f"matches model_card.json")
+    return data
+
+
+class TileModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
     """Batches of equally sized RGB tiles to positive-class probabilities.
 
-    Keras is imported when a worker loads the model, not when the pipeline is built, so the
-    launcher starts without TensorFlow.
+    Subclasses load a runtime's model; the runtime is imported when a worker loads it, not
+    when the pipeline is built, so the launcher starts without TensorFlow or LiteRT.
     """
 
     def __init__(self, spec: ModelSpec, batch_size: int) -> None:
@@ -79,29 +100,15 @@ class KerasTileModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         self._spec = spec
 
-    def load_model(self) -> Any:
-        """Copies the model to local disk (Keras cannot open ``gs://``) and checks its hash
-        again: the file may have been replaced since the launcher read the card."""
-        import keras
-
-        with FileSystems.open(self._spec.model_uri) as handle:
-            data = handle.read()
-        if hashlib.sha256(data).hexdigest() != self._spec.model_sha256:
-            raise ModelCardError(f"{self._spec.model_uri}: content changed since the job "
-                                 f"started; it no longer matches model_card.json")
-        handle, path = tempfile.mkstemp(suffix=".keras")
-        try:
-            with os.fdopen(handle, "wb") as local:
-                local.write(data)
-            return keras.saving.load_model(path, compile=False)
-        finally:
-            os.unlink(path)
+    def predict(self, model: Any, pixels: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape ``(batch, classes)``, for float32 pixels."""
+        raise NotImplementedError
 
     def run_inference(self, batch: Sequence[np.ndarray], model: Any,
                       inference_args: dict[str, Any] | None = None
                       ) -> Iterator[PredictionResult]:
         pixels = np.stack(batch).astype(np.float32)
-        positive = np.asarray(model.predict_on_batch(pixels))[:, self._spec.positive_index]
+        positive = self.predict(model, pixels)[:, self._spec.positive_index]
         return (PredictionResult(example, float(p), model_id=self._spec.version)
                 for example, p in zip(batch, positive))
 
@@ -111,6 +118,77 @@ class KerasTileModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
 
     def get_metrics_namespace(self) -> str:
         return "crackscan_inference"
+
+
+class KerasTileModelHandler(TileModelHandler):
+    """``model.keras`` through Keras' ``predict_on_batch``."""
+
+    def load_model(self) -> Any:
+        """Copies the model to local disk (Keras cannot open ``gs://``), hash checked."""
+        import keras
+
+        data = read_checked(self._spec.model_uri, self._spec.model_sha256)
+        handle, path = tempfile.mkstemp(suffix=".keras")
+        try:
+            with os.fdopen(handle, "wb") as local:
+                local.write(data)
+            return keras.saving.load_model(path, compile=False)
+        finally:
+            os.unlink(path)
+
+    def predict(self, model: Any, pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(pixels))
+
+
+class InterpreterPerThread:
+    """The model RunInference shares across a worker's threads: one LiteRT interpreter per
+    thread, created on its first batch, since an interpreter must not be used by two
+    threads at once. All of them run the same verified in-memory copy of the file."""
+
+    def __init__(self, content: bytes, threads: int) -> None:
+        self._content = content
+        self._threads = threads
+        self._local = threading.local()
+        self._local.classifier = TFLiteClassifier(content, threads)  # a bad file fails here
+
+    def predict(self, pixels: np.ndarray) -> np.ndarray:
+        classifier = getattr(self._local, "classifier", None)
+        if classifier is None:
+            classifier = self._local.classifier = TFLiteClassifier(self._content,
+                                                                   self._threads)
+        return classifier.predict(pixels)
+
+
+class LiteRTTileModelHandler(TileModelHandler):
+    """``model.tflite`` on the LiteRT interpreter with XNNPACK, ``threads`` threads each.
+
+    Rows carry the same model version as with Keras: the file is a checked conversion of
+    the card's ``model.keras`` (probabilities within 1e-4), not another model.
+    """
+
+    def __init__(self, spec: ModelSpec, batch_size: int, threads: int) -> None:
+        super().__init__(spec, batch_size)
+        if spec.tflite_uri is None or spec.tflite_sha256 is None:
+            raise ModelCardError(f"{spec.model_uri}: the model card lists no tflite_file")
+        self._threads = threads
+
+    def load_model(self) -> InterpreterPerThread:
+        """The interpreter reads the file from memory: no local copy on disk is needed,
+        and the bytes it runs are the ones whose hash was checked."""
+        return InterpreterPerThread(read_checked(self._spec.tflite_uri,
+                                                 self._spec.tflite_sha256), self._threads)
+
+    def predict(self, model: InterpreterPerThread, pixels: np.ndarray) -> np.ndarray:
+        return model.predict(pixels)
+
+
+def tile_model_handler(spec: ModelSpec, batch_size: int, runtime: str,
+                       threads: int) -> TileModelHandler:
+    if runtime == LITERT:
+        return LiteRTTileModelHandler(spec, batch_size, threads)
+    if runtime == KERAS:
+        return KerasTileModelHandler(spec, batch_size)
+    raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
 
 
 def _tile_score(key: TileKey, result: PredictionResult) -> tuple[str, TileScore]:
@@ -139,9 +217,11 @@ class ScoreTiles(beam.PTransform):
     tile in it is reported as failed, so no image is ever scored on part of its tiles.
     """
 
-    def __init__(self, spec: ModelSpec, batch_size: int) -> None:
+    def __init__(self, spec: ModelSpec, batch_size: int, runtime: str = KERAS,
+                 threads: int = 1) -> None:
         super().__init__()
-        self._handler = KeyedModelHandler(KerasTileModelHandler(spec, batch_size))
+        self._handler = KeyedModelHandler(tile_model_handler(spec, batch_size, runtime,
+                                                             threads))
 
     def expand(self, tiles: beam.PCollection) -> dict[str, beam.PCollection]:
         results, dead_letters = (

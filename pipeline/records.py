@@ -13,8 +13,8 @@ from typing import Any, Iterator, NamedTuple
 
 PREDICTION_FIELDS = ("uri", "label", "crack_probability", "threshold", "width", "height",
                      "tiles", "positive_tiles", "model_version", "scored_at", "sha256")
-_FLOAT_FIELDS = frozenset({"crack_probability", "threshold"})
-_INT_FIELDS = frozenset({"width", "height", "tiles", "positive_tiles"})
+FLOAT_FIELDS = frozenset({"crack_probability", "threshold"})
+INT_FIELDS = frozenset({"width", "height", "tiles", "positive_tiles"})
 # Finer than any threshold, and short enough that rows can be compared across runs and
 # runners: float32 noise from different batch compositions sits far below the sixth decimal.
 PROBABILITY_DECIMALS = 6
@@ -93,9 +93,9 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
     typed = {}
     for field in PREDICTION_FIELDS:
         value = row[field]
-        if field in _FLOAT_FIELDS:
+        if field in FLOAT_FIELDS:
             value = float(value)
-        elif field in _INT_FIELDS:
+        elif field in INT_FIELDS:
             value = int(value)
         typed[field] = value
     return typed

@@ -118,7 +118,8 @@ def heatmap_thumbnail(rgb: np.ndarray, tiles: list[dict], threshold: float,
     overlay = Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8), mode="RGB")
 
     buffer = io.BytesIO()
-    overlay.save(buffer, format="PNG", optimize=True)
+    # Not optimize=True: ~10x the encoding time (~150 ms a thumbnail) for ~10% fewer bytes.
+    overlay.save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -26,12 +27,15 @@ from apache_beam.runners.runner import PipelineState
 from crackscan import sources
 from crackscan.decode import DEFAULT_MAX_PIXELS
 from crackscan.model_card import ModelCardError, join, read_card
-from pipeline.inference import FAILED, SCORES, ModelSpec, ScoreTiles
+from pipeline.inference import (FAILED, KERAS, LITERT, RUNTIMES, SCORES, ModelSpec,
+                                ScoreTiles)
 from pipeline.reading import (ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPredictions,
                               previous_predictions_pattern)
 from pipeline.records import ScoredImage, tile_rows
 from pipeline.regroup import SCORED, RegroupByImage
 from pipeline.regroup import ERRORS as INFERENCE_ERRORS
+from pipeline.bigquery_sink import WriteBigQuery, table_spec
+from pipeline.dry_run import dataflow_problems, is_dataflow, job_plan
 from pipeline.sinks import FORMATS, WriteJsonLines, WritePredictions
 from pipeline.summary import REPORT_FILE, SUMMARY_FILE, RunFacts, Summarize
 from pipeline.tiling import INFOS, TILES, DecodeAndTile, default_stride
@@ -86,9 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-scored", metavar="PREVIOUS_OUT",
                         help="output of an earlier run: images it scored with the same model "
                              "are not scored again, their rows are carried over")
+    parser.add_argument("--runtime", choices=RUNTIMES,
+                        help="model runtime (default: litert when the model card lists a "
+                             ".tflite, else keras)")
+    parser.add_argument("--litert-threads", type=_positive_int, default=os.cpu_count(),
+                        metavar="N", help="XNNPACK threads per LiteRT interpreter "
+                                          "(default: the machine's CPU count)")
     parser.add_argument("--report-top", type=_count, default=12, metavar="K",
                         help="most-cracked images shown with heat maps in report.html "
                              "(default: 12)")
+    parser.add_argument("--bigquery-table", type=table_spec, metavar="PROJECT:DATASET.TABLE",
+                        help="also append the prediction rows to this BigQuery table "
+                             "(partitioned by day of scored_at) and the errors to "
+                             "TABLE_errors; both are created when missing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the model, inputs, output and (for DataflowRunner) the "
+                             "Dataflow options, print the job as JSON, and submit nothing")
     return parser
 
 
@@ -99,12 +116,27 @@ def _matching(pattern: str) -> list[str]:
         return []
 
 
+def runtime_for(args: argparse.Namespace, spec: ModelSpec) -> str:
+    """The runtime asked for, or LiteRT when the model has a .tflite (the faster one)."""
+    if args.runtime == LITERT and spec.tflite_uri is None:
+        raise SetupError(f"--runtime litert: {args.model} has no .tflite in its model card; "
+                         f"add one with python -m training.export_tflite --model "
+                         f"{args.model}, or use --runtime keras")
+    return args.runtime or (LITERT if spec.tflite_uri else KERAS)
+
+
 def prepare(args: argparse.Namespace) -> RunFacts:
     """Every check that needs no worker: model card, tiling, inputs, output, earlier run."""
     started = time.time()
     spec = ModelSpec.from_card(args.model, read_card(args.model))
     tile_size = args.tile_size or spec.tile_size
     stride = args.tile_stride or default_stride(tile_size)
+    runtime = runtime_for(args, spec)
+    if runtime == LITERT and tile_size != spec.tile_size:
+        raise SetupError(f"--tile-size {tile_size}: the model's .tflite takes "
+                         f"{spec.tile_size}-pixel tiles only; use --runtime keras for "
+                         f"other tile sizes")
+    logging.info("runtime: %s", runtime)
     if stride > tile_size:
         raise SetupError(f"--tile-stride {stride} is larger than the tile size {tile_size}: "
                          f"parts of every photo would never be scored")
@@ -132,7 +164,8 @@ def build(pipeline: beam.Pipeline, facts: RunFacts, args: argparse.Namespace) ->
     read = pipeline | "ReadInputs" >> ReadInputs(list(facts.inputs), previous)
     tiled = read[IMAGES] | "DecodeAndTile" >> DecodeAndTile(facts.tile_size, facts.tile_stride,
                                                             facts.max_pixels)
-    inferred = tiled[TILES] | "ScoreTiles" >> ScoreTiles(spec, args.batch_size)
+    inferred = tiled[TILES] | "ScoreTiles" >> ScoreTiles(
+        spec, args.batch_size, runtime_for(args, spec), args.litert_threads)
     assembled = ({"info": tiled[INFOS] | "KeyByUri" >> beam.Map(lambda info: (info.uri, info)),
                   "scores": inferred[SCORES],
                   "failed": inferred[FAILED]}
@@ -142,10 +175,12 @@ def build(pipeline: beam.Pipeline, facts: RunFacts, args: argparse.Namespace) ->
     errors = ((read[ERRORS], tiled[TILING_ERRORS], assembled[INFERENCE_ERRORS])
               | "AllErrors" >> beam.Flatten())
 
+    rows = predictions | "PredictionRows" >> beam.Map(lambda image: image.row)
+    if args.bigquery_table:
+        _ = {"predictions": rows, "errors": errors} | "WriteBigQuery" >> WriteBigQuery(
+            args.bigquery_table)
     files = [
-        predictions
-        | "PredictionRows" >> beam.Map(lambda image: image.row)
-        | "WritePredictions" >> WritePredictions(facts.output, args.format),
+        rows | "WritePredictions" >> WritePredictions(facts.output, args.format),
         errors | "WriteErrors" >> WriteJsonLines(facts.output, "errors"),
     ]
     if args.write_tiles:
@@ -164,10 +199,28 @@ def _log_counters(result: beam.runners.runner.PipelineResult) -> None:
         logging.info("counter %s = %d", counter.key.metric.name, counter.committed)
 
 
+def dry_run(args: argparse.Namespace, options: PipelineOptions) -> dict[str, Any]:
+    """The job that would be submitted, after the checks a launch would fail on later."""
+    if is_dataflow(options):
+        paths = {"--input": args.input, "--model": [args.model], "--output": [args.output],
+                 "--skip-scored": [args.skip_scored] if args.skip_scored else []}
+        problems = dataflow_problems(options, paths)
+        if problems:
+            raise SetupError("cannot launch on Dataflow:\n  " + "\n  ".join(problems))
+    plan = job_plan(options, prepare(args))
+    if args.bigquery_table:
+        plan["bigquery_tables"] = [str(args.bigquery_table), str(args.bigquery_table.errors)]
+    print(json.dumps(plan, indent=2))
+    return plan
+
+
 def run(argv: list[str] | None = None,
         test_pipeline: beam.Pipeline | None = None) -> dict[str, Any] | None:
-    """Runs the job; returns (and prints) the summary when the runner waited for the end."""
+    """Runs the job; returns (and prints) the summary when the runner waited for the end,
+    or with ``--dry-run`` the job that would have been submitted."""
     args, pipeline_args = build_parser().parse_known_args(argv)
+    if args.dry_run:
+        return dry_run(args, PipelineOptions(pipeline_args))
     facts = prepare(args)
     pipeline = test_pipeline or beam.Pipeline(options=PipelineOptions(pipeline_args))
     build(pipeline, facts, args)

@@ -40,6 +40,10 @@ TRUNCATED_SURVEY_PHOTO = Path("data/survey/crack/CRACK500_20160330_165325_1921_3
 SURVEY_448 = Path("data/survey/crack/GAPS384_train_0959_1_641.jpg")
 INTACT_448 = Path("data/survey/no_crack/noncrack_noncrack_concrete_wall_12_9.jpg.jpg")
 TOLERANCE = 1e-5  # six written decimals plus float32 noise between batch compositions
+# These runs check the pipeline against Keras itself at TOLERANCE, so they run on Keras;
+# LiteRT (the default when the model has a .tflite) is held to 1e-4 of Keras in
+# test_litert_runtime.py.
+KERAS = ("--runtime", "keras")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -151,7 +155,8 @@ def test_full_concrete_set_matches_the_models_own_evaluation(
     """All 4,000 images: one row each, and the test split scores as training evaluated it."""
     concrete_dir = shared_dir / "data" / "concrete"
     out = tmp_path / "out"
-    summary = score("--input", concrete_dir, "--model", trained_model_dir, "--output", out)
+    summary = score("--input", concrete_dir, "--model", trained_model_dir, "--output", out,
+                    *KERAS)
 
     files = sorted(str(path) for path in concrete_dir.glob("*/*.jpg"))
     assert_accounted(summary, out, seen=len(files))
@@ -190,7 +195,7 @@ def survey_run(shared_dir: Path, trained_model_dir: Path,
                     "--input", shared_dir / TRUNCATED_SURVEY_PHOTO,
                     "--input", shared_dir / SURVEY_448,
                     "--input", concrete(shared_dir, "Positive", 1)[0], "--input", small,
-                    "--model", trained_model_dir, "--output", out, "--write-tiles")
+                    "--model", trained_model_dir, "--output", out, "--write-tiles", *KERAS)
     return out, summary
 
 

@@ -20,7 +20,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training import evaluate, export, input_pipeline, model as model_lib, plots
+from crackscan import model_card
+from training import (evaluate, export, export_tflite, input_pipeline, model as model_lib,
+                      plots)
 
 log = logging.getLogger("crackscan.train")
 
@@ -150,12 +152,22 @@ def train(args: argparse.Namespace) -> dict:
         "data": {"fingerprint": manifest["source_fingerprint"], "source": manifest["source"],
                  "counts": manifest["counts"]},
     })
-    gap = export.verify(posixpath.join(args.output, card["model_file"]), args.data,
-                        dict(zip(test.sha256, test.probabilities)))
+    evaluated = dict(zip(test.sha256, test.probabilities))
+    gap = export.verify(posixpath.join(args.output, card["model_file"]), args.data, evaluated)
     if gap > 1e-4:
         raise RuntimeError(f"exported model disagrees with the evaluation by {gap:.2e}")
+    # LiteRT must match the evaluated probabilities too, on the same raw uint8 images.
+    images, hashes = export.native_batch(args.data, "test", 64)
+    expected = np.array([[1 - evaluated[h], evaluated[h]] for h in hashes])
+    card = export_tflite.export(model, args.output, card, images, expected)
+    if args.int8:
+        card = export_tflite.export_int8(model, args.output, card, args.data, {
+            h: (int(y), float(p)) for h, y, p in zip(test.sha256, test.labels,
+                                                     test.probabilities)})
+    model_card.write_card(args.output, card)
     report = {"test": test_metrics, "val": val_metrics, "stages": stages,
-              "export_max_abs_diff": gap, "model_version": card["model_sha256"][:12],
+              "export_max_abs_diff": gap, "tflite_max_abs_diff": card["tflite_max_abs_diff"],
+              "model_version": card["model_sha256"][:12],
               "data_fingerprint": manifest["source_fingerprint"],
               "wall_seconds": round(time.monotonic() - started, 1),
               "options": {k: v for k, v in vars(args).items()}, "plots": plot_paths}
@@ -197,6 +209,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="cap on training steps per epoch (quick runs)")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--int8", action="store_true",
+                   help="also export a full-integer model_int8.tflite, calibrated on training "
+                        "images; the card gives its test accuracy beside the float model's")
     return p
 
 

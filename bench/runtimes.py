@@ -1,0 +1,142 @@
+"""Keras vs LiteRT: raw forward images/s per batch size, and the scoring pipeline on each.
+
+    python -m bench.runtimes --model MODEL_DIR [--images ../shared/data/concrete]
+
+Everything is measured in this one run on this machine, so the ratios compare like with
+like; nothing is compared with times recorded elsewhere. Runtimes are measured interleaved,
+``--repeats`` times, and the median is reported: on a shared VM a neighbour's burst would
+otherwise land on one runtime only. The pipeline runs score a folder of whole concrete
+images (one tile each), so its images/s is directly comparable to the raw forward rate at
+its batch size; it includes the job's fixed costs (checks, graph, model load, report).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from crackscan.model_card import join, read_card
+from crackscan.tflite_model import TFLiteClassifier
+from pipeline.score import run as score
+from training.export_tflite import IMAGE_SUFFIXES, sample_images
+
+BATCHES = (1, 8, 32)
+PIPELINE_BATCH = 32
+
+
+def images_per_second(forward: Callable[[np.ndarray], object], images: np.ndarray,
+                      batch: int, seconds: float) -> float:
+    """Forward passes over consecutive batches for at least ``seconds`` after two warm-up
+    calls (the first call plans the graph or allocates the tensors)."""
+    batches = [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)]
+    for warm_up in batches[:2]:
+        forward(warm_up)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for chunk in batches:
+            forward(chunk)
+            done += len(chunk)
+    return done / (time.perf_counter() - started)
+
+
+def pipeline_images_per_second(model_dir: str, folder: str, count: int, runtime: str,
+                               threads: int) -> float:
+    """The whole scoring job on the DirectRunner: read, decode, tile, infer, write."""
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+        summary = score(["--input", folder, "--model", model_dir,
+                         "--output", os.path.join(out, "run"), "--runtime", runtime,
+                         "--litert-threads", str(threads),
+                         "--batch-size", str(PIPELINE_BATCH)])
+    assert summary is not None and summary["scored"] == count, summary
+    return summary["images_per_second"]
+
+
+def interleaved_medians(measure: Callable[[str], float], names: list[str],
+                        repeats: int) -> dict[str, float]:
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            runs[name].append(measure(name))
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
+def table(raw: dict[str, dict[int, float]], pipeline: dict[str, float]) -> str:
+    """Markdown: one row per runtime, then LiteRT's speed-up over Keras."""
+    header = (["runtime"] + [f"forward b={b}" for b in BATCHES]
+              + [f"pipeline b={PIPELINE_BATCH}", f"pipeline / forward b={PIPELINE_BATCH}"])
+    rows = [[name] + [f"{rates[b]:.1f}" for b in BATCHES]
+            + ([f"{pipeline[name]:.1f}", f"{pipeline[name] / rates[PIPELINE_BATCH]:.2f}"]
+               if name in pipeline else ["-", "-"])  # the pipeline has no int8 runtime
+            for name, rates in raw.items()]
+    for name in raw:
+        if name != "keras":
+            rows.append([f"{name} / keras"]
+                        + [f"{raw[name][b] / raw['keras'][b]:.2f}x" for b in BATCHES]
+                        + ([f"{pipeline[name] / pipeline['keras']:.2f}x"]
+                           if name in pipeline else ["-"]) + [""])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="trained model folder (with .tflite)")
+    parser.add_argument("--images", type=Path, default=Path("../shared/data/concrete"))
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="LiteRT XNNPACK threads (default: the CPU count)")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="measuring time per runtime, batch size and repeat (default 3)")
+    parser.add_argument("--pipeline-images", type=int, default=2000,
+                        help="images per pipeline run (default 2000)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved repeats of every measurement (default 3)")
+    args = parser.parse_args(argv)
+
+    card = read_card(args.model)
+    if "tflite_file" not in card:
+        parser.error(f"{args.model} has no .tflite: run python -m training.export_tflite "
+                     f"--model {args.model} first")
+    images = sample_images(args.images, int(card["tile_size"]), 256).astype(np.float32)
+    model = keras.saving.load_model(join(args.model, card["model_file"]), compile=False)
+    with open(join(args.model, card["tflite_file"]), "rb") as handle:
+        litert = TFLiteClassifier(handle.read(), args.threads)
+    forwards = {"keras": model.predict_on_batch, "litert": litert.predict}
+    if card.get("int8", {}).get("usable"):
+        with open(join(args.model, card["int8"]["file"]), "rb") as handle:
+            forwards["int8"] = TFLiteClassifier(handle.read(), args.threads).predict
+    names = list(forwards)
+    by_batch = {batch: interleaved_medians(
+        lambda name: images_per_second(forwards[name], images, batch, args.seconds),
+        names, args.repeats) for batch in BATCHES}
+    raw = {name: {batch: by_batch[batch][name] for batch in BATCHES} for name in names}
+
+    files = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = files[::max(1, len(files) // args.pipeline_images)][:args.pipeline_images]
+    with tempfile.TemporaryDirectory() as folder:
+        for index, path in enumerate(files):  # a folder input, as a user would pass one
+            shutil.copyfile(path, os.path.join(folder, f"{index:06d}{path.suffix}"))
+        pipeline = interleaved_medians(
+            lambda name: pipeline_images_per_second(args.model, folder, len(files), name,
+                                                    args.threads),
+            ["keras", "litert"], max(1, args.repeats - 1))
+    result = table(raw, pipeline)
+    print(f"images/s (median of {args.repeats} interleaved runs; pipeline: "
+          f"{max(1, args.repeats - 1)}), input {card['tile_size']} px tiles, model at "
+          f"{card['input_size']} px, {len(files)} images per pipeline run, LiteRT threads "
+          f"{args.threads}\n")
+    print(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

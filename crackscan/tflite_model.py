@@ -1,0 +1,53 @@
+"""Run the exported ``model.tflite`` with the LiteRT interpreter (XNNPACK on CPU).
+
+Shared by the export check, the scoring pipeline and the benchmark, so all three run the
+file exactly the same way. An interpreter is not thread-safe: give each thread its own.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class TFLiteClassifier:
+    """One LiteRT interpreter over a float32 NHWC 0-255 batch -> class probabilities.
+
+    A full-integer model is fed and read through its tensors' scale and zero point, so
+    callers pass and get the same floats for either kind of model. The input tensor is
+    resized to the batch only when the batch size changes: a resize re-plans every tensor.
+    """
+
+    def __init__(self, model_content: bytes, threads: int) -> None:
+        # Imported here so that code paths that never run LiteRT do not load it.
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_content=model_content, num_threads=threads)
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self._shape: tuple[int, ...] | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The input's shape with -1 for the batch (and any other dynamic) dimension."""
+        return tuple(int(d) for d in self._input["shape_signature"])
+
+    def predict(self, pixels: np.ndarray) -> np.ndarray:
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        dtype = self._input["dtype"]
+        scale, zero_point = self._input["quantization"]
+        if scale:
+            limits = np.iinfo(dtype)
+            pixels = np.clip(np.round(pixels / scale + zero_point), limits.min,
+                             limits.max).astype(dtype)
+        if pixels.shape != self._shape:
+            self._interpreter.resize_tensor_input(self._input["index"], pixels.shape,
+                                                  strict=True)
+            self._interpreter.allocate_tensors()
+            self._shape = pixels.shape
+        self._interpreter.set_tensor(self._input["index"], pixels)
+        self._interpreter.invoke()
+        output = self._interpreter.get_tensor(self._output["index"])
+        scale, zero_point = self._output["quantization"]
+        if scale:
+            return (output.astype(np.float32) - zero_point) * scale
+        # A copy: the interpreter reuses the output buffer on the next call.
+        return output.copy()

@@ -1,0 +1,192 @@
+"""The LiteRT runtime: the exported ``model.tflite`` scores like ``model.keras``.
+
+Real data throughout: the session's trained model, shared concrete images and tiles of a
+4800x6000 survey photo, and real pipeline runs on both runtimes.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from crackscan.decode import decode_rgb
+from crackscan.model_card import ModelCardError, file_sha256, read_card, write_card
+from crackscan.tflite_model import TFLiteClassifier
+from pipeline.inference import InterpreterPerThread, ModelSpec, read_checked
+from pipeline.score import SetupError, run
+from pipeline.tiling import default_stride, plan_tiles
+from training import export_tflite
+
+SURVEY_PHOTO = Path("data/survey/crack/CRACK500_20160328_153612_1281_1081.jpg")
+PARITY = 1e-4
+
+
+@pytest.fixture(scope="module")
+def keras_model(trained_model_dir: Path) -> keras.Model:
+    return keras.saving.load_model(trained_model_dir / "model.keras", compile=False)
+
+
+@pytest.fixture(scope="module")
+def tflite_content(trained_model_dir: Path) -> bytes:
+    return (trained_model_dir / "model.tflite").read_bytes()
+
+
+def both_runtimes(model: keras.Model, content: bytes, images: np.ndarray,
+                  batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    litert = TFLiteClassifier(content, threads=2)
+    pixels = images.astype(np.float32)
+    chunks = [pixels[i:i + batch] for i in range(0, len(pixels), batch)]
+    return (np.concatenate([model.predict_on_batch(c) for c in chunks]),
+            np.concatenate([litert.predict(c) for c in chunks]))
+
+
+def test_training_exports_a_tflite_listed_in_the_card(trained_model_dir: Path,
+                                                      training_report: dict):
+    card = read_card(str(trained_model_dir))  # also checks the tflite hash
+    assert card["tflite_file"] == "model.tflite"
+    assert card["tflite_sha256"] == file_sha256(str(trained_model_dir / "model.tflite"))
+    assert card["tflite_input"]["shape"] == [None, 227, 227, 3]
+    assert card["tflite_input"]["dtype"] == "float32"
+    assert 0 <= training_report["tflite_max_abs_diff"] <= PARITY
+    classifier = TFLiteClassifier((trained_model_dir / "model.tflite").read_bytes(), 1)
+    assert classifier.input_shape == (-1, 227, 227, 3)
+
+
+def test_litert_matches_keras_on_concrete_images_and_survey_tiles(
+        keras_model, tflite_content, concrete_dir: Path, shared_dir: Path):
+    files = sorted(concrete_dir.glob("*/*.jpg"))[::4]
+    concrete = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in files])
+    rgb = decode_rgb((shared_dir / SURVEY_PHOTO).read_bytes())
+    plan = plan_tiles(rgb.shape[1], rgb.shape[0], 227, default_stride(227), 10**8)
+    survey = np.stack([pixels for _, _, pixels in plan.tiles(rgb)])
+    assert len(files) == 1000 and len(survey) == 980
+
+    for images in (concrete, survey):
+        expected, got = both_runtimes(keras_model, tflite_content, images)
+        np.testing.assert_allclose(got, expected, atol=PARITY)
+        np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))
+    # The 96 px model sees cracks on the survey photo: parity is not on all-zero outputs.
+    assert 0 < (got[:, 1] >= 0.5).sum() < len(survey)
+
+
+def test_each_thread_gets_its_own_interpreter_with_the_same_results(
+        tflite_content, concrete_dir: Path):
+    images = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in
+                       sorted(concrete_dir.glob("*/*.jpg"))[::250]]).astype(np.float32)
+    pool = InterpreterPerThread(tflite_content, threads=1)
+    expected = pool.predict(images)
+    results: dict[int, list[np.ndarray]] = {}
+
+    def worker(index: int) -> None:
+        # Batch sizes that change on every call: each resize must stay in its own thread.
+        results[index] = [pool.predict(images[:size]) for size in (len(images), 3, 7) * 3]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4
+    for outputs in results.values():
+        for output in outputs:
+            np.testing.assert_array_equal(output, expected[:len(output)])
+
+
+def read_predictions(out: Path) -> dict[str, dict]:
+    return {row["uri"]: row for shard in sorted(out.glob("predictions-*.csv"))
+            for row in csv.DictReader(shard.open(newline=""))}
+
+
+def test_pipeline_on_litert_and_keras_gives_the_same_rows(
+        tmp_path: Path, trained_model_dir: Path, concrete_dir: Path):
+    inputs = sorted(concrete_dir.glob("*/*.jpg"))[::100]
+    argv = [arg for path in inputs for arg in ("--input", str(path))]
+    argv += ["--model", str(trained_model_dir), "--batch-size", "8"]
+    litert = run(argv + ["--output", str(tmp_path / "litert")])  # the default runtime
+    keras_run = run(argv + ["--output", str(tmp_path / "keras"), "--runtime", "keras"])
+    assert litert["scored"] == keras_run["scored"] == len(inputs) == 40
+
+    on_litert = read_predictions(tmp_path / "litert")
+    on_keras = read_predictions(tmp_path / "keras")
+    assert sorted(on_litert) == sorted(on_keras) == sorted(str(path) for path in inputs)
+    version = read_card(str(trained_model_dir))["model_sha256"][:12]
+    for uri, row in on_litert.items():
+        assert row["label"] == on_keras[uri]["label"], uri
+        assert abs(float(row["crack_probability"])
+                   - float(on_keras[uri]["crack_probability"])) <= PARITY, uri
+        assert row["model_version"] == on_keras[uri]["model_version"] == version
+
+
+def test_litert_is_refused_where_it_cannot_score_correctly(
+        tmp_path: Path, trained_model_dir: Path, concrete_dir: Path):
+    image = str(sorted(concrete_dir.glob("*/*.jpg"))[0])
+    keras_only = tmp_path / "keras-only"
+    keras_only.mkdir()
+    (keras_only / "model.keras").write_bytes((trained_model_dir / "model.keras").read_bytes())
+    card = {key: value for key, value in read_card(str(trained_model_dir)).items()
+            if not key.startswith("tflite")}
+    write_card(str(keras_only), card)
+    with pytest.raises(SetupError, match="no .tflite"):
+        run(["--input", image, "--model", str(keras_only), "--output", str(tmp_path / "a"),
+             "--runtime", "litert"])
+    with pytest.raises(SetupError, match="227-pixel tiles only"):
+        run(["--input", image, "--model", str(trained_model_dir),
+             "--output", str(tmp_path / "b"), "--tile-size", "300"])
+
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    for name in ("model.keras", "model_card.json", "model.tflite"):
+        (tampered / name).write_bytes((trained_model_dir / name).read_bytes())
+    with (tampered / "model.tflite").open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ModelCardError, match="tflite_sha256"):
+        run(["--input", image, "--model", str(tampered), "--output", str(tmp_path / "c")])
+    spec = ModelSpec.from_card(str(trained_model_dir), read_card(str(trained_model_dir)))
+    with pytest.raises(ModelCardError, match="content changed since the job started"):
+        read_checked(str(tampered / "model.tflite"), spec.tflite_sha256)
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_export_command_adds_a_checked_tflite_to_an_existing_model_dir(
+        tmp_path: Path, trained_model_dir: Path, concrete_dir: Path, tflite_content):
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "model.keras").write_bytes((trained_model_dir / "model.keras").read_bytes())
+    write_card(str(older), {key: value for key, value in
+                            read_card(str(trained_model_dir)).items()
+                            if not key.startswith("tflite")})
+    card = export_tflite.main(["--model", str(older), "--images", str(concrete_dir),
+                               "--count", "16"])
+    assert read_card(str(older)) == json.loads((older / "model_card.json").read_text()) == card
+    assert card["tflite_sha256"] == file_sha256(str(older / "model.tflite"))
+    assert card["tflite_max_abs_diff"] <= PARITY
+    images = export_tflite.sample_images(concrete_dir, 227, 8)
+    np.testing.assert_allclose(
+        TFLiteClassifier((older / "model.tflite").read_bytes(), 1).predict(images),
+        TFLiteClassifier(tflite_content, 1).predict(images), atol=1e-6)
+
+
+def test_int8_is_measured_on_the_test_split_and_written_only_if_usable(
+        tmp_path: Path, trained_model_dir: Path, concrete_dataset: Path, keras_model):
+    evaluated = {row["sha256"]: (row["label"], row["crack_probability"]) for row in
+                 json.loads((trained_model_dir / "test_predictions.json").read_text())}
+    card = export_tflite.export_int8(keras_model, str(tmp_path),
+                                     read_card(str(trained_model_dir)),
+                                     str(concrete_dataset), evaluated, calibration_count=32)
+    report = card["int8"]
+    assert report["test_images"] == 393 and report["calibration_images"] == 32
+    assert report["float_test_accuracy"] == pytest.approx(
+        card["metrics"]["test"]["accuracy"], abs=1e-12)
+    assert report["test_accuracy"] > 0.9, "quantisation broke the model"
+    assert report["usable"] == (report["float_test_accuracy"] - report["test_accuracy"]
+                                < 0.001)
+    written = tmp_path / "model_int8.tflite"
+    assert written.exists() == report["usable"]
+    if report["usable"]:
+        assert report["sha256"] == file_sha256(str(written))
