@@ -153,13 +153,14 @@ def train(args: argparse.Namespace) -> dict:
                  "counts": manifest["counts"]},
     })
     evaluated = dict(zip(test.sha256, test.probabilities))
-    gap = export.verify(posixpath.join(args.output, card["model_file"]), args.data, evaluated)
+    # Both exports must reproduce the evaluated probabilities on the same raw uint8 images.
+    images, hashes = export.native_batch(args.data, "test", 64)
+    positive = np.array([evaluated[h] for h in hashes])
+    gap = export.verify(posixpath.join(args.output, card["model_file"]), images, positive)
     if gap > 1e-4:
         raise RuntimeError(f"exported model disagrees with the evaluation by {gap:.2e}")
-    # LiteRT must match the evaluated probabilities too, on the same raw uint8 images.
-    images, hashes = export.native_batch(args.data, "test", 64)
-    expected = np.array([[1 - evaluated[h], evaluated[h]] for h in hashes])
-    card = export_tflite.export(model, args.output, card, images, expected)
+    card = export_tflite.export(model, args.output, card, images,
+                                np.stack([1 - positive, positive], axis=1))
     if args.int8:
         card = export_tflite.export_int8(model, args.output, card, args.data, {
             h: (int(y), float(p)) for h, y, p in zip(test.sha256, test.labels,
@@ -170,7 +171,7 @@ def train(args: argparse.Namespace) -> dict:
               "model_version": card["model_sha256"][:12],
               "data_fingerprint": manifest["source_fingerprint"],
               "wall_seconds": round(time.monotonic() - started, 1),
-              "options": {k: v for k, v in vars(args).items()}, "plots": plot_paths}
+              "options": dict(vars(args)), "plots": plot_paths}
     with tf.io.gfile.GFile(posixpath.join(args.output, "metrics.json"), "w") as handle:
         json.dump(report, handle, indent=2)
     with tf.io.gfile.GFile(posixpath.join(args.output, "test_predictions.json"), "w") as handle:
