@@ -16,15 +16,13 @@ import contextlib
 import io
 import os
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
 
+from bench.measure import images_per_second, interleaved_medians, machine, markdown_table
 from crackscan.model_card import join, read_card
 from crackscan.tflite_model import TFLiteClassifier
 from pipeline.score import run as score
@@ -32,21 +30,6 @@ from training.export_tflite import IMAGE_SUFFIXES, sample_images
 
 BATCHES = (1, 8, 32)
 PIPELINE_BATCH = 32
-
-
-def images_per_second(forward: Callable[[np.ndarray], object], images: np.ndarray,
-                      batch: int, seconds: float) -> float:
-    """Forward passes over consecutive batches for at least ``seconds`` after two warm-up
-    calls (the first call plans the graph or allocates the tensors)."""
-    batches = [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)]
-    for warm_up in batches[:2]:
-        forward(warm_up)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        for chunk in batches:
-            forward(chunk)
-            done += len(chunk)
-    return done / (time.perf_counter() - started)
 
 
 def pipeline_images_per_second(model_dir: str, folder: str, count: int, runtime: str,
@@ -59,15 +42,6 @@ def pipeline_images_per_second(model_dir: str, folder: str, count: int, runtime:
                          "--batch-size", str(PIPELINE_BATCH)])
     assert summary is not None and summary["scored"] == count, summary
     return summary["images_per_second"]
-
-
-def interleaved_medians(measure: Callable[[str], float], names: list[str],
-                        repeats: int) -> dict[str, float]:
-    runs: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(repeats):
-        for name in names:
-            runs[name].append(measure(name))
-    return {name: statistics.median(values) for name, values in runs.items()}
 
 
 def table(raw: dict[str, dict[int, float]], pipeline: dict[str, float]) -> str:
@@ -84,8 +58,7 @@ def table(raw: dict[str, dict[int, float]], pipeline: dict[str, float]) -> str:
                         + [f"{raw[name][b] / raw['keras'][b]:.2f}x" for b in BATCHES]
                         + ([f"{pipeline[name] / pipeline['keras']:.2f}x"]
                            if name in pipeline else ["-"]) + [""])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    return markdown_table(header, rows)
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -133,7 +106,7 @@ def main(argv: list[str] | None = None) -> str:
     print(f"images/s (median of {args.repeats} interleaved runs; pipeline: "
           f"{max(1, args.repeats - 1)}), input {card['tile_size']} px tiles, model at "
           f"{card['input_size']} px, {len(files)} images per pipeline run, LiteRT threads "
-          f"{args.threads}\n")
+          f"{args.threads}\n{machine()}\n")
     print(result)
     return result
 

@@ -3,14 +3,23 @@
 ``model_card.json`` sits beside ``model.keras``; the scoring pipeline reads class names,
 input size, tile size and the decision threshold from it instead of taking them as flags
 that could drift from what the model was trained and calibrated with.
+
+Reading a card also checks the folder holds this project's own export and nothing else: a
+Keras 3 ``.keras`` archive without Python code in it (no SavedModel, HDF5 or ``Lambda``
+layer, which would run code on every worker), a LiteRT flatbuffer, file names that stay
+inside the folder, field types the scorer can use. All of it is checked on the launcher,
+so a wrong folder stops the run with one clear message before any worker starts.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import posixpath
-from typing import Any
+import re
+import zipfile
+from typing import Any, Callable
 
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 MODEL_FILE = "model.keras"
@@ -18,6 +27,49 @@ MODEL_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
 CARD_FILE = "model_card.json"
 REQUIRED_FIELDS = ("class_names", "positive_class", "input_size", "tile_size", "threshold")
+# Every Keras 3 .keras archive holds both; the weights sit beside them in model.weights.h5.
+KERAS_ARCHIVE_ENTRIES = ("metadata.json", "config.json")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+TFLITE_IDENTIFIER = b"TFL3"  # bytes 4-8 of every LiteRT flatbuffer
+# Serialized classes that carry Python code (a Lambda layer's function is marshalled
+# bytecode). Keras' safe mode refuses them when a worker loads the model; refusing them
+# here says so before the job starts.
+CODE_CLASSES = frozenset({"Lambda", "__lambda__"})
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _sha256_hex(value: Any) -> bool:
+    return isinstance(value, str) and bool(SHA256_HEX.fullmatch(value))
+
+
+def plain_file_name(name: Any) -> bool:
+    """A bare file name, which ``join`` keeps inside the model folder: no folder part, no
+    ``..``, not absolute. Names from the card are data a tampered card controls."""
+    return (isinstance(name, str) and name not in ("", ".", "..")
+            and not any(character in name for character in "/\\\0"))
+
+
+# Type of each field the scorer reads: its check and what the check asks for.
+FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "class_names": (lambda value: isinstance(value, list)
+                    and all(isinstance(name, str) for name in value), "a list of strings"),
+    "positive_class": (lambda value: isinstance(value, str), "a string"),
+    "input_size": (_positive_int, "a positive integer"),
+    "tile_size": (_positive_int, "a positive integer"),
+    "threshold": (lambda value: isinstance(value, (int, float))
+                  and not isinstance(value, bool), "a number"),
+    "model_sha256": (_sha256_hex, "a sha256 hex digest"),
+    "tflite_sha256": (_sha256_hex, "a sha256 hex digest"),
+    # The scorer loads model.keras whatever the card says; a card naming another file
+    # describes a model that is not the one that would run.
+    "model_file": (lambda value: value == MODEL_FILE, repr(MODEL_FILE)),
+    "tflite_file": (plain_file_name, "a file name inside the model folder (no '/', '\\' "
+                                     "or '..')"),
+}
 
 
 class ModelCardError(ValueError):
@@ -44,8 +96,92 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _checked_sha256(path: str) -> str:
+    try:
+        return file_sha256(path)
+    except OSError as exc:  # a folder where a file should be, unreadable...
+        raise ModelCardError(f"{path}: cannot be read as a file: {exc}") from None
+
+
+def _class_names(config: Any) -> set[str]:
+    """Every ``class_name`` anywhere in a Keras config."""
+    if isinstance(config, dict):
+        found = {config["class_name"]} if isinstance(config.get("class_name"), str) else set()
+        return found.union(*(_class_names(value) for value in config.values()))
+    if isinstance(config, list):
+        return set().union(*(_class_names(value) for value in config))
+    return set()
+
+
+def check_keras_file(model_path: str) -> None:
+    """Refuses anything but a Keras 3 ``.keras`` archive free of Python code.
+
+    Keras would guess the format from the content and load a SavedModel or an HDF5 file
+    too; crackscan exports and verifies only ``.keras`` archives, so nothing else is run.
+    """
+    if FileSystems.exists(join(model_path, "saved_model.pb")):
+        raise ModelCardError(f"{model_path}: a TensorFlow SavedModel folder, not a Keras "
+                             f".keras archive; crackscan scores only the model.keras that "
+                             f"training.train exports")
+    try:
+        with FileSystems.open(model_path,
+                              compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            if handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                raise ModelCardError(f"{model_path}: an HDF5 (.h5) model, not a Keras .keras "
+                                     f"archive; crackscan scores only the model.keras that "
+                                     f"training.train exports")
+            handle.seek(0)
+            with zipfile.ZipFile(handle) as archive:
+                missing = [name for name in KERAS_ARCHIVE_ENTRIES
+                           if name not in archive.namelist()]
+                if missing:
+                    raise ModelCardError(f"{model_path}: a zip file but not a Keras .keras "
+                                         f"archive, it lacks {missing}")
+                config_json = archive.read("config.json")
+    except zipfile.BadZipFile:
+        raise ModelCardError(f"{model_path}: not a Keras .keras archive (not a zip "
+                             f"file)") from None
+    except OSError as exc:
+        raise ModelCardError(f"{model_path}: cannot be read as a file: {exc}") from None
+    try:
+        config = json.loads(config_json)
+    except ValueError as exc:
+        raise ModelCardError(f"{model_path}: config.json is not valid JSON: {exc}") from None
+    code = sorted(_class_names(config) & CODE_CLASSES)
+    if code:
+        raise ModelCardError(f"{model_path}: holds {code}, Python code that loading the "
+                             f"model would run; crackscan exports no such layer and does "
+                             f"not load one")
+
+
+def check_tflite_file(tflite_path: str) -> None:
+    """Refuses a ``.tflite`` that is not a LiteRT flatbuffer, before an interpreter sees it."""
+    try:
+        with FileSystems.open(tflite_path,
+                              compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise ModelCardError(f"{tflite_path}: cannot be read as a file: {exc}") from None
+    if head[4:8] != TFLITE_IDENTIFIER:
+        raise ModelCardError(f"{tflite_path}: not a LiteRT (.tflite) model")
+
+
+def _check_fields(card_path: str, card: Any) -> None:
+    if not isinstance(card, dict):
+        raise ModelCardError(f"{card_path}: must hold a JSON object, not a "
+                             f"{type(card).__name__}")
+    required = REQUIRED_FIELDS + (("tflite_sha256",) if "tflite_file" in card else ())
+    missing = [field for field in required if field not in card]
+    if missing:
+        raise ModelCardError(f"{card_path}: missing fields {missing}")
+    for field, (valid, wanted) in FIELD_TYPES.items():
+        if field in card and not valid(card[field]):
+            raise ModelCardError(f"{card_path}: {field} must be {wanted}, got "
+                                 f"{card[field]!r:.80}")
+
+
 def read_card(directory: str) -> dict[str, Any]:
-    """The card of a model directory, checked against the model file it describes."""
+    """The card of a model directory, checked against the model files it describes."""
     card_path, model_path = join(directory, CARD_FILE), join(directory, MODEL_FILE)
     for path in (card_path, model_path):
         if not FileSystems.exists(path):
@@ -54,13 +190,14 @@ def read_card(directory: str) -> dict[str, Any]:
     try:
         with FileSystems.open(card_path) as handle:
             card = json.loads(handle.read())
+    except OSError as exc:
+        raise ModelCardError(f"{card_path}: cannot be read as a file: {exc}") from None
     except ValueError as exc:
         raise ModelCardError(f"{card_path}: not valid JSON: {exc}") from None
-    missing = [field for field in REQUIRED_FIELDS if field not in card]
-    if missing:
-        raise ModelCardError(f"{card_path}: missing fields {missing}")
+    _check_fields(card_path, card)
+    check_keras_file(model_path)
     expected = card.get("model_sha256")
-    if expected and file_sha256(model_path) != expected:
+    if expected and _checked_sha256(model_path) != expected:
         raise ModelCardError(f"{model_path}: content does not match the sha256 recorded in "
                              f"{CARD_FILE}; the model was changed after export")
     if "tflite_file" in card:
@@ -68,9 +205,10 @@ def read_card(directory: str) -> dict[str, Any]:
         if not FileSystems.exists(tflite_path):
             raise ModelCardError(f"{directory}: {CARD_FILE} lists {card['tflite_file']}, "
                                  f"which is missing")
-        if file_sha256(tflite_path) != card.get("tflite_sha256"):
+        if _checked_sha256(tflite_path) != card["tflite_sha256"]:
             raise ModelCardError(f"{tflite_path}: content does not match the tflite_sha256 "
                                  f"recorded in {CARD_FILE}; it was changed after export")
+        check_tflite_file(tflite_path)
     return card
 
 

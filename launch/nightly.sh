@@ -75,8 +75,9 @@ fi
 exec 3>&2 >>"$LOG_FILE" 2>&1
 
 # Moves the night's existing output to $PREVIOUS (replacing an older copy there) and prints
-# the folder to give as --skip-scored, or nothing on a first run. If a re-run fails after the
-# move, $PREVIOUS still holds the last output and the next attempt uses it.
+# the folder to give as --skip-scored, or nothing on a first run. Only a finished output
+# (its summary.json is a run's last write) replaces $PREVIOUS: the files of a run killed or
+# failed part-way are deleted, so $PREVIOUS keeps the last finished output for the next try.
 previous_output() {
   "$PYTHON" - "$OUT" "$PREVIOUS" <<'PYTHON'
 import os
@@ -92,7 +93,11 @@ def files(folder: str) -> list[str]:
 
 
 current = files(out)
-if current:
+if current and out + "summary.json" not in current:
+    print(f"{out} holds an unfinished run (no summary.json): deleting its "
+          f"{len(current)} files", file=sys.stderr)
+    FileSystems.delete(current)
+elif current:
     stale = files(previous)
     if stale:
         FileSystems.delete(stale)
@@ -101,7 +106,7 @@ if current:
         if FileSystems.get_scheme(target) is None:
             os.makedirs(os.path.dirname(target), exist_ok=True)
     FileSystems.rename(current, targets)
-if current or files(previous):
+if files(previous):
     print(previous)
 PYTHON
 }

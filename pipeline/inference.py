@@ -18,8 +18,10 @@ from typing import Any, Iterator, Sequence
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler, PredictionResult,
                                            RunInference)
+from apache_beam.pvalue import TaggedOutput
 
 from crackscan.model_card import MODEL_FILE, ModelCardError, join, model_version
 from crackscan.tflite_model import TFLiteClassifier  # imports LiteRT only when one is made
@@ -76,6 +78,19 @@ class ModelSpec:
                 else self.negative_class)
 
 
+@dataclasses.dataclass(frozen=True)
+class TileFailure:
+    """What a tile's inference holds when the model raised on that tile alone."""
+
+    reason: str
+
+
+def _reason(exc: Exception) -> str:
+    """The exception's type and text: the repr of TensorFlow's errors is often empty, their
+    text says which op failed and why."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 def read_checked(uri: str, sha256: str) -> bytes:
     """The bytes of a model file, checked again on the worker against the card's hash: the
     file may have been replaced since the launcher read the card."""
@@ -99,6 +114,8 @@ class TileModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
         # model a new input shape on every growth step.
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         self._spec = spec
+        self._batches_split = Metrics.counter("crackscan", "batches_retried_tile_by_tile")
+        self._tiles_failed = Metrics.counter("crackscan", "tiles_failed_alone")
 
     def predict(self, model: Any, pixels: np.ndarray) -> np.ndarray:
         """Class probabilities, shape ``(batch, classes)``, for float32 pixels."""
@@ -106,11 +123,34 @@ class TileModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
 
     def run_inference(self, batch: Sequence[np.ndarray], model: Any,
                       inference_args: dict[str, Any] | None = None
-                      ) -> Iterator[PredictionResult]:
-        pixels = np.stack(batch).astype(np.float32)
-        positive = self.predict(model, pixels)[:, self._spec.positive_index]
-        return (PredictionResult(example, float(p), model_id=self._spec.version)
-                for example, p in zip(batch, positive))
+                      ) -> list[PredictionResult]:
+        """One result per tile: a probability, or a :class:`TileFailure` for a tile the
+        model fails on even alone.
+
+        A batch that raises is retried tile by tile, so a transient fault costs a slower
+        batch and one bad tile costs only its own image, not the 31 others beside it.
+        """
+        try:
+            positive = self._positive(model, batch)
+        except Exception as exc:  # the model's own errors have no common base class
+            self._batches_split.inc()
+            logging.warning("model failed on a batch of %d tiles (%s); retrying tile by tile",
+                            len(batch), _reason(exc))
+            return [self._alone(model, tile) for tile in batch]
+        return [PredictionResult(tile, float(p), model_id=self._spec.version)
+                for tile, p in zip(batch, positive)]
+
+    def _positive(self, model: Any, batch: Sequence[np.ndarray]) -> np.ndarray:
+        pixels = np.stack(batch, dtype=np.float32)
+        return self.predict(model, pixels)[:, self._spec.positive_index]
+
+    def _alone(self, model: Any, tile: np.ndarray) -> PredictionResult:
+        try:
+            result: float | TileFailure = float(self._positive(model, [tile])[0])
+        except Exception as exc:
+            self._tiles_failed.inc()
+            result = TileFailure(f"model failed on a tile of this image: {_reason(exc)}")
+        return PredictionResult(tile, result, model_id=self._spec.version)
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
         # The default pickles the whole batch just to measure it.
@@ -132,7 +172,11 @@ class KerasTileModelHandler(TileModelHandler):
         try:
             with os.fdopen(handle, "wb") as local:
                 local.write(data)
-            return keras.saving.load_model(path, compile=False)
+            # Explicit, not left to Keras' default: a Lambda layer's marshalled Python
+            # must never run on a worker. (Keras lets a thread's global
+            # enable_unsafe_deserialization() override it; read_card refuses such models
+            # on the launcher, and read_checked pins the bytes it checked.)
+            return keras.saving.load_model(path, compile=False, safe_mode=True)
         finally:
             os.unlink(path)
 
@@ -191,43 +235,48 @@ def tile_model_handler(spec: ModelSpec, batch_size: int, runtime: str,
     raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
 
 
-def _tile_score(key: TileKey, result: PredictionResult) -> tuple[str, TileScore]:
-    return key.uri, TileScore(key.tile, key.box, probability(result.inference))
+def _tile_score(key: TileKey, result: PredictionResult
+                ) -> Iterator[tuple[str, TileScore] | TaggedOutput]:
+    if isinstance(result.inference, TileFailure):
+        yield TaggedOutput(FAILED, (key.uri, result.inference.reason))
+    else:
+        yield key.uri, TileScore(key.tile, key.box, probability(result.inference))
 
 
 def _failed_images(failure: tuple[list[tuple[TileKey, np.ndarray]], tuple]
                    ) -> Iterator[tuple[str, str]]:
-    """One ``(uri, reason)`` per image with a tile in a batch the model failed on."""
+    """One ``(uri, reason)`` per image with a tile in a batch that failed outside the model
+    (the model's own errors are caught tile by tile before they get here)."""
     batch, (_, _, trace) = failure
     uris = sorted({key.uri for key, _ in batch})
     logging.warning("inference failed on a batch of %d tiles from %d images: %s",
                     len(batch), len(uris), "".join(trace))
-    # The exception's own text (last traceback entry): its repr is often empty, e.g. for
-    # TensorFlow's errors, whose message says which op failed and why.
     reason = trace[-1].strip()
     for uri in uris:
-        yield uri, (f"model failed on a batch of {len(batch)} tiles holding tiles of this "
-                    f"image: {reason}")
+        yield uri, (f"inference failed on a batch of {len(batch)} tiles holding tiles of "
+                    f"this image: {reason}")
 
 
 class ScoreTiles(beam.PTransform):
     """``(TileKey, pixels)`` to ``{"scores": (uri, TileScore), "failed": (uri, reason)}``.
 
-    A batch that raises is dead-lettered rather than failing the job; every image with a
-    tile in it is reported as failed, so no image is ever scored on part of its tiles.
+    Nothing that fails here fails the job: a tile the model fails on alone fails its image
+    only, and a batch that fails outside the model fails the images with a tile in it. An
+    image with any failed tile is reported as failed, never scored on part of its tiles.
     """
 
-    def __init__(self, spec: ModelSpec, batch_size: int, runtime: str = KERAS,
-                 threads: int = 1) -> None:
+    def __init__(self, handler: TileModelHandler) -> None:
         super().__init__()
-        self._handler = KeyedModelHandler(tile_model_handler(spec, batch_size, runtime,
-                                                             threads))
+        self._handler = KeyedModelHandler(handler)
 
     def expand(self, tiles: beam.PCollection) -> dict[str, beam.PCollection]:
         results, dead_letters = (
             tiles | "RunInference" >> RunInference(self._handler).with_exception_handling())
+        per_tile = results | "ByImage" >> beam.FlatMapTuple(_tile_score).with_outputs(
+            FAILED, main=SCORES)
+        failed_batches = dead_letters.failed_inferences | "FailedBatches" >> beam.FlatMap(
+            _failed_images)
         return {
-            SCORES: results | "ByImage" >> beam.MapTuple(_tile_score),
-            FAILED: dead_letters.failed_inferences | "FailedImages" >> beam.FlatMap(
-                _failed_images),
+            SCORES: per_tile[SCORES],
+            FAILED: (per_tile[FAILED], failed_batches) | "AllFailed" >> beam.Flatten(),
         }

@@ -21,16 +21,16 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
 from crackscan import sources
 from crackscan.decode import DEFAULT_MAX_PIXELS
 from crackscan.model_card import ModelCardError, join, read_card
 from pipeline.inference import (FAILED, KERAS, LITERT, RUNTIMES, SCORES, ModelSpec,
-                                ScoreTiles)
+                                ScoreTiles, tile_model_handler)
 from pipeline.reading import (ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPredictions,
-                              previous_predictions_pattern)
+                              unfinished_run_reason)
 from pipeline.records import ScoredImage, tile_rows
 from pipeline.regroup import SCORED, RegroupByImage
 from pipeline.regroup import ERRORS as INFERENCE_ERRORS
@@ -93,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime", choices=RUNTIMES,
                         help="model runtime (default: litert when the model card lists a "
                              ".tflite, else keras)")
-    parser.add_argument("--litert-threads", type=_positive_int, default=os.cpu_count(),
-                        metavar="N", help="XNNPACK threads per LiteRT interpreter "
-                                          "(default: the machine's CPU count)")
+    parser.add_argument("--litert-threads", type=_positive_int, metavar="N",
+                        help="XNNPACK threads per LiteRT interpreter (default: the CPU count "
+                             "divided among the DirectRunner's workers; 1 on other runners, "
+                             "which run a worker per core)")
     parser.add_argument("--report-top", type=_count, default=12, metavar="K",
                         help="most-cracked images shown with heat maps in report.html "
                              "(default: 12)")
@@ -125,6 +126,24 @@ def runtime_for(args: argparse.Namespace, spec: ModelSpec) -> str:
     return args.runtime or (LITERT if spec.tflite_uri else KERAS)
 
 
+def litert_threads(args: argparse.Namespace, options: PipelineOptions) -> int:
+    """Threads per interpreter such that all interpreters together use each core once:
+    XNNPACK's threads spin while they wait, so oversubscribed cores run slower, not
+    faster. The DirectRunner runs one interpreter per worker; Dataflow and Flink already
+    run one worker process per core."""
+    if args.litert_threads:
+        return args.litert_threads
+    cores = os.cpu_count() or 1
+    runner = options.view_as(StandardOptions).runner
+    if runner not in (None, "DirectRunner", "SwitchingDirectRunner"):
+        return 1
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode == "in_memory":
+        return cores
+    workers = direct.direct_num_workers or cores
+    return max(1, cores // workers)
+
+
 def prepare(args: argparse.Namespace) -> RunFacts:
     """Every check that needs no worker: model card, tiling, inputs, output, earlier run."""
     started = time.time()
@@ -147,25 +166,30 @@ def prepare(args: argparse.Namespace) -> RunFacts:
         raise SetupError(f"{args.output} already holds the output of a run ({earlier[0]}, ...): "
                          f"choose another --output, or pass this one as --skip-scored to a "
                          f"new output to reuse its scores")
-    if args.skip_scored and not _matching(previous_predictions_pattern(args.skip_scored)):
-        # Not an error: a re-run after a run that failed before writing must still proceed.
-        logging.warning("--skip-scored %s holds no predictions-* files: nothing to reuse",
-                        args.skip_scored)
+    reuse_from = args.skip_scored
+    unfinished = unfinished_run_reason(reuse_from) if reuse_from else None
+    if unfinished:
+        # Not an error: the re-run of a killed or failed night must still score the night.
+        logging.warning("--skip-scored %s: %s; nothing of it is reused, every input is scored",
+                        reuse_from, unfinished)
+        reuse_from = None
     return RunFacts(inputs=tuple(args.input), output=args.output, model_dir=args.model,
                     spec=spec, tile_size=tile_size, tile_stride=stride,
-                    max_pixels=args.max_pixels, report_top=args.report_top, started=started)
+                    max_pixels=args.max_pixels, report_top=args.report_top, started=started,
+                    reuse_from=reuse_from)
 
 
 def build(pipeline: beam.Pipeline, facts: RunFacts, args: argparse.Namespace) -> None:
     """sources -> decode and tile -> model -> regroup per image -> sinks -> summary."""
     spec = facts.spec
     previous = pipeline | "ReadPrevious" >> ReadPreviousPredictions(
-        args.skip_scored, spec.version, spec.threshold)
+        facts.reuse_from, spec.version, spec.threshold)
     read = pipeline | "ReadInputs" >> ReadInputs(list(facts.inputs), previous)
     tiled = read[IMAGES] | "DecodeAndTile" >> DecodeAndTile(facts.tile_size, facts.tile_stride,
                                                             facts.max_pixels)
-    inferred = tiled[TILES] | "ScoreTiles" >> ScoreTiles(
-        spec, args.batch_size, runtime_for(args, spec), args.litert_threads)
+    handler = tile_model_handler(spec, args.batch_size, runtime_for(args, spec),
+                                 litert_threads(args, pipeline.options))
+    inferred = tiled[TILES] | "ScoreTiles" >> ScoreTiles(handler)
     assembled = ({"info": tiled[INFOS] | "KeyByUri" >> beam.Map(lambda info: (info.uri, info)),
                   "scores": inferred[SCORES],
                   "failed": inferred[FAILED]}

@@ -46,6 +46,9 @@ class RunFacts:
     max_pixels: int
     report_top: int
     started: float
+    # The earlier output whose rows are carried over: --skip-scored once prepare() found
+    # that its run finished, else None.
+    reuse_from: str | None = None
 
 
 def _iso(timestamp: float) -> str:

@@ -1,7 +1,8 @@
 """Session fixtures: the shared real data, a data set built from it, a model trained on it.
 
 Training once per session keeps the suite fast: every test that needs a real model uses
-the same two-stage MobileNetV2, trained on the 4,000 shared concrete images at 96 px.
+the same two-stage MobileNetV2, trained on the 4,000 shared concrete images at 96 px. Runs
+where only the plumbing matters use ``tiny_model_dir``, an untrained model saved in a second.
 """
 from __future__ import annotations
 
@@ -63,3 +64,13 @@ def trained_model_dir(concrete_dataset: Path, backbone_weights: Path,
 @pytest.fixture(scope="session")
 def training_report(trained_model_dir: Path) -> dict:
     return json.loads((trained_model_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Untrained: for runs where only the plumbing matters, not the scores."""
+    import keras
+    from scoring_helpers import save_model, tiny_model
+
+    keras.utils.set_random_seed(0)
+    return save_model(tiny_model(), tmp_path_factory.mktemp("tiny-model"))

@@ -1,16 +1,21 @@
 """The launch scripts parse, and refuse to start, naming what is missing, before any job runs.
 
-Every run here stops at the scripts' own checks; `PYTHON` points at a command that fails
-loudly, so a script that got past its checks would fail these tests instead of scoring.
+Every run here but the last stops at the scripts' own checks; `PYTHON` points at a command
+that fails loudly, so a script that got past its checks would fail these tests instead of
+scoring. The last runs the nightly script for real, on the local runner.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from scoring_helpers import concrete, score
 
 LAUNCH = Path(__file__).resolve().parents[1] / "launch"
 SCRIPTS = sorted(LAUNCH.glob("*.sh"))
@@ -86,3 +91,33 @@ def test_nightly_refuses_a_malformed_night(tmp_path: Path):
 
     assert result.returncode != 0
     assert "NIGHT must be YYYY-MM-DD" in result.stderr
+
+
+def test_nightly_rerun_keeps_the_last_finished_output_over_a_killed_one(
+        tmp_path: Path, shared_dir: Path, tiny_model_dir: Path):
+    """Night scored once; a re-run was killed part-way, leaving shards but no summary.json.
+    The next re-run must reuse the finished output, not replace it with the killed one."""
+    night = tmp_path / "surveys" / "2026-11-24"
+    night.mkdir(parents=True)
+    for path in concrete(shared_dir, "Positive", 3):
+        shutil.copyfile(path, night / path.name)
+    outputs = tmp_path / "scores"
+    finished = outputs / "_previous" / "dt=2026-11-24"
+    score("--input", night, "--model", tiny_model_dir, "--output", finished)
+    killed = outputs / "dt=2026-11-24"
+    killed.mkdir()
+    (killed / "predictions-00000-of-00001.csv").write_text("uri,label\nhalf a row")
+
+    result = subprocess.run(
+        [BASH, str(LAUNCH / "nightly.sh"), "2026-11-24"], capture_output=True, text=True,
+        timeout=600, check=False,
+        env={**os.environ, "SURVEY_ROOT": str(tmp_path / "surveys"),
+             "OUTPUT_ROOT": str(outputs), "MODEL_DIR": str(tiny_model_dir),
+             "PYTHON": sys.executable, "NUM_WORKERS": "1", "LOG_DIR": str(tmp_path / "logs")})
+
+    log = "".join(path.read_text() for path in (tmp_path / "logs").glob("*.log"))
+    assert result.returncode == 0, log[-3000:]
+    assert "holds an unfinished run (no summary.json)" in log
+    summary = json.loads((killed / "summary.json").read_text())
+    assert (summary["seen"], summary["scored"], summary["reused"]) == (3, 3, 3)
+    assert json.loads((finished / "summary.json").read_text())["scored"] == 3

@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import threading
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 from PIL import Image
 
 from crackscan.decode import decode_rgb
 from crackscan.model_card import ModelCardError, file_sha256, read_card, write_card
 from crackscan.tflite_model import TFLiteClassifier
 from pipeline.inference import InterpreterPerThread, ModelSpec, read_checked
-from pipeline.score import SetupError, run
+from pipeline.score import SetupError, build_parser, litert_threads, run
 from pipeline.tiling import default_stride, plan_tiles
 from training import export_tflite
 
@@ -190,3 +192,18 @@ def test_int8_is_measured_on_the_test_split_and_written_only_if_usable(
     assert written.exists() == report["usable"]
     if report["usable"]:
         assert report["sha256"] == file_sha256(str(written))
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], os.cpu_count()),
+    (["--direct_running_mode=multi_threading", "--direct_num_workers=2"],
+     max(1, (os.cpu_count() or 1) // 2)),
+    (["--direct_running_mode=multi_processing", "--direct_num_workers=0"], 1),
+    (["--runner=DataflowRunner"], 1),
+    (["--runner=FlinkRunner", "--litert-threads=3"], 3),
+])
+def test_litert_threads_use_each_core_once(flags: list[str], expected: int):
+    """XNNPACK threads spin while waiting: interpreters x threads must not exceed the cores."""
+    args, beam_args = build_parser().parse_known_args(
+        ["--input", "x", "--model", "m", "--output", "o", *flags])
+    assert litert_threads(args, PipelineOptions(beam_args)) == expected

@@ -6,32 +6,29 @@ something; a tiny throwaway model keeps the other runs fast.
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
-import struct
 import subprocess
 import sys
 import tarfile
 import warnings
 import zipfile
-import zlib
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 
 from crackscan.decode import decode_rgb
-from crackscan.model_card import ModelCardError, file_sha256, read_card, write_card
+from crackscan.model_card import ModelCardError, read_card, write_card
 from crackscan.sources import SourceError
 from pipeline.inference import ModelSpec
-from pipeline.records import PREDICTION_FIELDS
 from pipeline.score import SetupError, run
 from pipeline.summary import AccountingError, RunFacts, WriteSummaryFn
+from scoring_helpers import (concrete, copy_files, encoded, png_declaring, read_jsonl,
+                             read_predictions, score)
 
 REPO = Path(__file__).resolve().parents[1]
 SURVEY_PHOTO = Path("data/survey/crack/CRACK500_20160328_153612_1281_1081.jpg")
@@ -47,32 +44,6 @@ KERAS = ("--runtime", "keras")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def score(*argv: str | Path) -> dict:
-    summary = run([str(arg) for arg in argv])
-    assert summary is not None
-    return summary
-
-
-def read_predictions(out: Path) -> dict[str, dict]:
-    rows: dict[str, dict] = {}
-    shards = sorted(out.glob("predictions-*.csv"))
-    assert shards, f"no predictions-*.csv in {out}"
-    for shard in shards:
-        with shard.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            assert tuple(reader.fieldnames) == PREDICTION_FIELDS
-            for row in reader:
-                assert row["uri"] not in rows, f"{row['uri']} has two rows"
-                rows[row["uri"]] = row
-    return rows
-
-
-def read_jsonl(out: Path, name: str) -> list[dict]:
-    shards = sorted(out.glob(f"{name}-*.jsonl"))
-    assert shards, f"no {name}-*.jsonl in {out}"
-    return [json.loads(line) for shard in shards for line in shard.read_text().splitlines()]
 
 
 def read_errors(out: Path) -> dict[str, dict]:
@@ -91,60 +62,6 @@ def assert_accounted(summary: dict, out: Path, seen: int) -> None:
     assert summary["accounting_ok"] is True
     assert json.loads((out / "summary.json").read_text()) == summary
     assert "accounted for" in (out / "report.html").read_text()
-
-
-def save_model(model: keras.Model, directory: Path, tile_size: int = 227) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save(directory / "model.keras")
-    write_card(str(directory), {
-        "class_names": ["Negative", "Positive"], "positive_class": "Positive",
-        "input_size": 64, "tile_size": tile_size, "threshold": 0.5,
-        "model_sha256": file_sha256(str(directory / "model.keras"))})
-    return directory
-
-
-def tiny_model(*extra_layers: keras.layers.Layer) -> keras.Model:
-    inputs = keras.Input((None, None, 3))
-    x = inputs
-    for layer in extra_layers:
-        x = layer(x)
-    x = keras.layers.Resizing(64, 64)(x)
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(x)
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
-
-
-@keras.saving.register_keras_serializable(package="crackscan_tests")
-class PoisonGuard(keras.layers.Layer):
-    """Makes the model itself fail on any batch holding a pure magenta pixel."""
-
-    def call(self, x):
-        magenta = tf.reduce_all(tf.equal(x, tf.constant([255.0, 0.0, 255.0])), axis=-1)
-        tf.debugging.assert_equal(tf.reduce_any(magenta), False,
-                                  message="poisoned tile: pure magenta pixels")
-        return x
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Untrained: for runs where only the plumbing matters, not the scores."""
-    keras.utils.set_random_seed(0)
-    return save_model(tiny_model(), tmp_path_factory.mktemp("tiny-model"))
-
-
-def concrete(shared_dir: Path, label: str, count: int) -> list[Path]:
-    return sorted((shared_dir / "data" / "concrete" / label).glob("*.jpg"))[:count]
-
-
-def copy_files(paths: list[Path], folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    copies = []
-    for path in paths:
-        copy = folder / path.name
-        copy.write_bytes(path.read_bytes())
-        copies.append(copy)
-    return copies
 
 
 # --------------------------------------------------------------------------- real model
@@ -248,22 +165,6 @@ def test_pipeline_gives_each_tile_the_probability_the_model_gives_it(
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A real PNG header that declares a huge image: a decompression bomb's first bytes."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
-
-
-def encoded(image: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
 
 
 def build_corpus(root: Path, shared_dir: Path
@@ -387,27 +288,6 @@ def test_formats_archives_and_bad_inputs_each_land_in_one_place(
     assert summary["scored"] == len(good) and summary["failed"] == len(bad) + 1
     assert summary["failed_by_stage"] == {"read": 6, "decode": 6, "tile": 1, "inference": 0}
     assert summary["accounting_ok"] is True
-
-
-def test_failing_model_batch_fails_only_the_images_in_it(
-        tmp_path: Path, shared_dir: Path):
-    """A real model that raises on a pure magenta tile: its image alone goes to errors."""
-    keras.utils.set_random_seed(0)
-    model_dir = save_model(tiny_model(PoisonGuard()), tmp_path / "poisoned-model")
-    inputs = copy_files(concrete(shared_dir, "Negative", 3), tmp_path / "inputs")
-    poisoned = np.array(Image.open(inputs[0]).convert("RGB").resize((454, 227)))
-    poisoned[:, :100] = (255, 0, 255)  # only in the first of its three tiles
-    poisoned_path = tmp_path / "inputs" / "poisoned.png"
-    Image.fromarray(poisoned).save(poisoned_path)
-    out = tmp_path / "out"
-
-    summary = score("--input", tmp_path / "inputs", "--model", model_dir, "--output", out,
-                    "--batch-size", "1")
-
-    assert_accounted(summary, out, seen=4)
-    assert set(read_predictions(out)) == {str(path) for path in inputs}
-    error = read_errors(out)[str(poisoned_path)]
-    assert error["stage"] == "inference" and "poisoned tile" in error["error"]
 
 
 # --------------------------------------------------------------------------- runners, reuse

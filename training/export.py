@@ -31,7 +31,7 @@ def native_batch(data_dir: str, split: str, count: int) -> tuple[np.ndarray, lis
 
 def verify(model_path: str, images: np.ndarray, expected: np.ndarray) -> float:
     """Largest gap between the reloaded model on raw uint8 images and the evaluation."""
-    reloaded = keras.saving.load_model(model_path)
+    reloaded = keras.saving.load_model(model_path, safe_mode=True)
     return float(np.max(np.abs(reloaded.predict_on_batch(images)[:, 1] - expected)))
 
 

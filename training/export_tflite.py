@@ -159,7 +159,7 @@ def add_to_model_dir(model_dir: str, images_dir: Path, count: int = 64,
     with ``int8_data`` (the training TFRecords) also measures a full-integer model."""
     card = model_card.read_card(model_dir)
     model = keras.saving.load_model(model_card.join(model_dir, model_card.MODEL_FILE),
-                                    compile=False)
+                                    compile=False, safe_mode=True)
     images = sample_images(images_dir, int(card["tile_size"]), count)
     expected = np.asarray(model.predict_on_batch(images.astype(np.float32)))
     card = export(model, model_dir, card, images, expected)

@@ -1,0 +1,91 @@
+"""What every benchmark here shares: rates, interleaved repeats, the machine, a table.
+
+Benchmarks compare things side by side in one run (ratios), never against a time recorded
+elsewhere; interleaving the things compared, repeat after repeat, keeps a neighbour's burst
+on a shared machine from landing on one of them only.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from typing import Callable, Sequence
+
+import numpy as np
+
+PACKAGES = ("tensorflow-cpu", "keras", "ai-edge-litert", "apache-beam", "pillow", "numpy")
+
+
+def images_per_second(forward: Callable[[np.ndarray], object], images: np.ndarray,
+                      batch: int, seconds: float) -> float:
+    """Forward passes over consecutive batches for at least ``seconds`` after two warm-up
+    calls (the first call plans the graph or allocates the tensors)."""
+    batches = [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)]
+    for warm_up in batches[:2]:
+        forward(warm_up)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for chunk in batches:
+            forward(chunk)
+            done += len(chunk)
+    return done / (time.perf_counter() - started)
+
+
+def interleaved_medians(measure: Callable[[str], float], names: Sequence[str],
+                        repeats: int) -> dict[str, float]:
+    """The median of ``repeats`` measurements of each name, taken in turns."""
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            runs[name].append(measure(name))
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
+def run_child(command: Sequence[str], env: dict[str, str] | None = None
+              ) -> tuple[float, int]:
+    """Runs a command to completion; its wall seconds and peak RSS in bytes.
+
+    ``wait4`` gives the rusage of that one child, where ``RUSAGE_CHILDREN`` would give the
+    largest of every child waited for so far.
+    """
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    if process.returncode:
+        sys.stderr.write(stderr.decode(errors="replace")[-4000:])
+        raise subprocess.CalledProcessError(process.returncode, list(command))
+    return seconds, usage.ru_maxrss * 1024  # kilobytes on Linux
+
+
+def machine() -> str:
+    """Cores, CPU model and library versions: what a reader needs to compare with."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            model = next(line.split(":", 1)[1].strip() for line in handle
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = []
+    for package in PACKAGES:
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return (f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, "
+            + ", ".join(versions))
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |"
+                              for row in rows])

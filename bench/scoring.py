@@ -1,0 +1,172 @@
+"""Scoring throughput: the pipeline against the model's own ceiling and a naive loop.
+
+    python -m bench.scoring --model MODEL_DIR [--images ../shared/data/concrete]
+
+In one run, interleaved and repeated (median), on the same images:
+
+- ceiling: the runtime the pipeline uses (LiteRT when the model has a ``.tflite``), raw
+  forward passes over already-decoded batches of the pipeline's batch size;
+- pipeline: ``pipeline.score`` on the DirectRunner over a folder of ``--count`` images,
+  whole job (checks, graph, model load, read, decode, infer, write, report);
+- naive: a loop of Pillow open + Keras ``model.predict`` on one image at a time;
+- scaling: the pipeline in ``multi_processing`` mode with 1 and 2 workers.
+
+``--profile`` adds a cProfile of one in-memory run, its wall time split into model calls,
+image decoding and everything else (Beam, reading, writing).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+from PIL import Image
+
+from bench.measure import images_per_second, interleaved_medians, machine, markdown_table
+from crackscan.model_card import join, read_card
+from crackscan.tflite_model import TFLiteClassifier
+from pipeline.score import run as score
+from training.export_tflite import IMAGE_SUFFIXES, sample_images
+
+BATCH = 32
+IN_MEMORY = "pipeline, in_memory"
+SCALING = {f"pipeline, multi_processing x{n}": ["--direct_running_mode=multi_processing",
+                                                 f"--direct_num_workers={n}"]
+           for n in (1, 2)}
+# Where the profile's time goes, by the function that spent it (cumulative).
+PROFILE_PARTS = {"model calls": ("invoke", "predict_on_batch"),
+                 "image decoding": ("decode_rgb",)}
+
+
+def copy_images(source: Path, folder: str, count: int) -> int:
+    """``count`` images into ``folder`` under new names, cycling through ``source``: a
+    folder input, as a user would pass one."""
+    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SystemExit(f"{source}: no images")
+    for index in range(count):
+        path = files[index % len(files)]
+        shutil.copyfile(path, os.path.join(folder, f"{index:06d}{path.suffix}"))
+    return count
+
+
+def pipeline_rate(model_dir: str, folder: str, count: int, flags: list[str]) -> float:
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+        summary = score(["--input", folder, "--model", model_dir, "--output",
+                         os.path.join(out, "run"), "--batch-size", str(BATCH), *flags])
+    assert summary is not None and summary["scored"] == count, summary
+    return summary["images_per_second"]
+
+
+def naive_rate(model: keras.Model, files: list[Path]) -> float:
+    """What a first script would do: open, convert, predict, one image at a time."""
+    started = time.perf_counter()
+    for path in files:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"), dtype=np.float32)[None]
+        model.predict(pixels, verbose=0)
+    return len(files) / (time.perf_counter() - started)
+
+
+def profile(model_dir: str, folder: str, count: int) -> str:
+    """One in-memory run under cProfile, its wall split by ``PROFILE_PARTS``."""
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    pipeline_rate(model_dir, folder, count, [])
+    profiler.disable()
+    wall = time.perf_counter() - started
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    parts = {part: max((entry[3] for (_, _, name), entry in stats.items() if name in names),
+                       default=0.0)
+             for part, names in PROFILE_PARTS.items()}
+    rows = [[part, f"{seconds:.2f}", f"{seconds / wall:.0%}"] for part, seconds in parts.items()]
+    rest = wall - sum(parts.values())
+    rows.append(["everything else (Beam, read, tile, write, report)", f"{rest:.2f}",
+                 f"{rest / wall:.0%}"])
+    rows.append(["total (under the profiler)", f"{wall:.2f}", "100%"])
+    return markdown_table(["part", "seconds", "share"], rows)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="trained model folder")
+    parser.add_argument("--images", type=Path, default=Path("../shared/data/concrete"))
+    parser.add_argument("--count", type=int, default=4000,
+                        help="images per pipeline run (default 4000, at least 2000 for the "
+                             "issue's figure)")
+    parser.add_argument("--naive-count", type=int, default=200,
+                        help="images per naive-loop measurement (default 200)")
+    parser.add_argument("--seconds", type=float, default=5.0,
+                        help="measuring time of the ceiling per repeat (default 5)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="interleaved repeats of every measurement (default 2)")
+    parser.add_argument("--no-scaling", action="store_true",
+                        help="skip the multi_processing runs")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one in-memory run")
+    args = parser.parse_args(argv)
+
+    card = read_card(args.model)
+    tile = int(card["tile_size"])
+    keras_model = keras.saving.load_model(join(args.model, card["model_file"]), compile=False)
+    decoded = sample_images(args.images, tile, 256).astype(np.float32)
+    if "tflite_file" in card:
+        runtime = "litert"
+        with open(join(args.model, card["tflite_file"]), "rb") as handle:
+            forward: Callable[[np.ndarray], object] = TFLiteClassifier(
+                handle.read(), os.cpu_count() or 1).predict
+    else:
+        runtime, forward = "keras", keras_model.predict_on_batch
+    files = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    naive_files = files[::max(1, len(files) // args.naive_count)][:args.naive_count]
+
+    with tempfile.TemporaryDirectory() as folder:
+        count = copy_images(args.images, folder, args.count)
+        measures: dict[str, Callable[[], float]] = {
+            "ceiling": lambda: images_per_second(forward, decoded, BATCH, args.seconds),
+            IN_MEMORY: lambda: pipeline_rate(args.model, folder, count, []),
+            "naive": lambda: naive_rate(keras_model, naive_files),
+        }
+        if not args.no_scaling:
+            measures.update({name: (lambda flags=flags: pipeline_rate(args.model, folder,
+                                                                      count, flags))
+                             for name, flags in SCALING.items()})
+
+        def measure(name: str) -> float:
+            rate = measures[name]()
+            print(f"  {name}: {rate:.1f} images/s", flush=True)
+            return rate
+
+        rates = interleaved_medians(measure, list(measures), args.repeats)
+        breakdown = profile(args.model, folder, count) if args.profile else ""
+
+    descriptions = {
+        "ceiling": f"{runtime} forward, b={BATCH}, decoded batches",
+        IN_MEMORY: f"{count} images, {runtime}, b={BATCH}",
+        "naive": f"Pillow + Keras model.predict, 1 image at a time ({len(naive_files)})",
+        **{name: f"{count} images, {runtime}" for name in SCALING},
+    }
+    rows = [[name, descriptions[name], f"{rate:.1f}", f"{rate / rates['ceiling']:.2f}",
+             f"{rate / rates['naive']:.1f}x"] for name, rate in rates.items()]
+    result = markdown_table(["measure", "what", "images/s", "/ ceiling", "/ naive"], rows)
+    print(f"\nimages/s, median of {args.repeats} interleaved runs; model {args.model} at "
+          f"{card['input_size']} px, {tile} px inputs\n{machine()}\n\n{result}")
+    if breakdown:
+        print(f"\nwhere an in-memory run's time goes (cProfile, {count} images):\n\n"
+              f"{breakdown}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
