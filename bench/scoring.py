@@ -9,7 +9,8 @@ In one run, interleaved and repeated (median), on the same images:
 - pipeline: ``pipeline.score`` on the DirectRunner over a folder of ``--count`` images,
   whole job (checks, graph, model load, read, decode, infer, write, report);
 - naive: a loop of Pillow open + Keras ``model.predict`` on one image at a time;
-- scaling: the pipeline in ``multi_processing`` mode with 1 and 2 workers.
+- scaling: the pipeline with 2 worker threads, and in ``multi_processing`` mode with 1 and
+  2 worker processes.
 
 ``--profile`` adds a cProfile of one in-memory run, its wall time split into model calls,
 image decoding and everything else (Beam, reading, writing).
@@ -40,9 +41,13 @@ from training.export_tflite import IMAGE_SUFFIXES, sample_images
 
 BATCH = 32
 IN_MEMORY = "pipeline, in_memory"
-SCALING = {f"pipeline, multi_processing x{n}": ["--direct_running_mode=multi_processing",
-                                                 f"--direct_num_workers={n}"]
-           for n in (1, 2)}
+# The DirectRunner's other modes: worker threads in this process (the GIL is released while
+# the model runs) and worker processes; LiteRT threads per worker default to cores/workers.
+SCALING = {"pipeline, multi_threading x2": ["--direct_running_mode=multi_threading",
+                                            "--direct_num_workers=2"],
+           **{f"pipeline, multi_processing x{n}": ["--direct_running_mode=multi_processing",
+                                                    f"--direct_num_workers={n}"]
+              for n in (1, 2)}}
 # Where the profile's time goes, by the function that spent it (cumulative).
 PROFILE_PARTS = {"model calls": ("invoke", "predict_on_batch"),
                  "image decoding": ("decode_rgb",)}
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--repeats", type=int, default=2,
                         help="interleaved repeats of every measurement (default 2)")
     parser.add_argument("--no-scaling", action="store_true",
-                        help="skip the multi_processing runs")
+                        help="skip the multi_threading and multi_processing runs")
     parser.add_argument("--profile", action="store_true",
                         help="also profile one in-memory run")
     args = parser.parse_args(argv)

@@ -5,11 +5,13 @@ file exactly the same way. An interpreter is not thread-safe: give each thread i
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 
 class TFLiteClassifier:
-    """One LiteRT interpreter over a float32 NHWC 0-255 batch -> class probabilities.
+    """One LiteRT interpreter: a batch of 0-255 RGB images -> class probabilities.
 
     A full-integer model is fed and read through its tensors' scale and zero point, so
     callers pass and get the same floats for either kind of model. The input tensor is
@@ -30,20 +32,28 @@ class TFLiteClassifier:
         """The input's shape with -1 for the batch (and any other dynamic) dimension."""
         return tuple(int(d) for d in self._input["shape_signature"])
 
-    def predict(self, pixels: np.ndarray) -> np.ndarray:
-        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
-        dtype = self._input["dtype"]
+    def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities for a batch: an NHWC array, or a sequence of HWC images of one
+        size (uint8 or float, 0-255).
+
+        A float model's input is written straight into the interpreter's own input tensor,
+        converted on the way: no stacked batch and no second copy of it per call.
+        """
+        shape = (len(images), *np.shape(images[0]))
+        if shape != self._shape:
+            self._interpreter.resize_tensor_input(self._input["index"], shape, strict=True)
+            self._interpreter.allocate_tensors()
+            self._shape = shape
         scale, zero_point = self._input["quantization"]
         if scale:
+            dtype = self._input["dtype"]
             limits = np.iinfo(dtype)
-            pixels = np.clip(np.round(pixels / scale + zero_point), limits.min,
-                             limits.max).astype(dtype)
-        if pixels.shape != self._shape:
-            self._interpreter.resize_tensor_input(self._input["index"], pixels.shape,
-                                                  strict=True)
-            self._interpreter.allocate_tensors()
-            self._shape = pixels.shape
-        self._interpreter.set_tensor(self._input["index"], pixels)
+            pixels = np.stack(images).astype(np.float32)
+            self._interpreter.set_tensor(self._input["index"], np.clip(
+                np.round(pixels / scale + zero_point), limits.min, limits.max).astype(dtype))
+        else:
+            # The view must be gone before invoke(), which refuses to run while one is held.
+            np.stack(images, out=self._interpreter.tensor(self._input["index"])())
         self._interpreter.invoke()
         output = self._interpreter.get_tensor(self._output["index"])
         scale, zero_point = self._output["quantization"]

@@ -117,8 +117,8 @@ class TileModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
         self._batches_split = Metrics.counter("crackscan", "batches_retried_tile_by_tile")
         self._tiles_failed = Metrics.counter("crackscan", "tiles_failed_alone")
 
-    def predict(self, model: Any, pixels: np.ndarray) -> np.ndarray:
-        """Class probabilities, shape ``(batch, classes)``, for float32 pixels."""
+    def predict(self, model: Any, tiles: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities, shape ``(batch, classes)``, for uint8 RGB tiles."""
         raise NotImplementedError
 
     def run_inference(self, batch: Sequence[np.ndarray], model: Any,
@@ -141,8 +141,7 @@ class TileModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
                 for tile, p in zip(batch, positive)]
 
     def _positive(self, model: Any, batch: Sequence[np.ndarray]) -> np.ndarray:
-        pixels = np.stack(batch, dtype=np.float32)
-        return self.predict(model, pixels)[:, self._spec.positive_index]
+        return self.predict(model, batch)[:, self._spec.positive_index]
 
     def _alone(self, model: Any, tile: np.ndarray) -> PredictionResult:
         try:
@@ -180,8 +179,8 @@ class KerasTileModelHandler(TileModelHandler):
         finally:
             os.unlink(path)
 
-    def predict(self, model: Any, pixels: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict_on_batch(pixels))
+    def predict(self, model: Any, tiles: Sequence[np.ndarray]) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(np.stack(tiles, dtype=np.float32)))
 
 
 class InterpreterPerThread:
@@ -195,12 +194,12 @@ class InterpreterPerThread:
         self._local = threading.local()
         self._local.classifier = TFLiteClassifier(content, threads)  # a bad file fails here
 
-    def predict(self, pixels: np.ndarray) -> np.ndarray:
+    def predict(self, tiles: Sequence[np.ndarray]) -> np.ndarray:
         classifier = getattr(self._local, "classifier", None)
         if classifier is None:
             classifier = self._local.classifier = TFLiteClassifier(self._content,
                                                                    self._threads)
-        return classifier.predict(pixels)
+        return classifier.predict(tiles)
 
 
 class LiteRTTileModelHandler(TileModelHandler):
@@ -222,8 +221,8 @@ class LiteRTTileModelHandler(TileModelHandler):
         return InterpreterPerThread(read_checked(self._spec.tflite_uri,
                                                  self._spec.tflite_sha256), self._threads)
 
-    def predict(self, model: InterpreterPerThread, pixels: np.ndarray) -> np.ndarray:
-        return model.predict(pixels)
+    def predict(self, model: InterpreterPerThread, tiles: Sequence[np.ndarray]) -> np.ndarray:
+        return model.predict(tiles)
 
 
 def tile_model_handler(spec: ModelSpec, batch_size: int, runtime: str,

@@ -7,7 +7,7 @@ scored once; a tile the model fails on even alone fails its own image only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import apache_beam as beam
 import keras
@@ -46,11 +46,11 @@ class FlakyKerasHandler(KerasTileModelHandler):
         super().__init__(spec, batch_size)
         self._failures = failures
 
-    def predict(self, model: Any, pixels: np.ndarray) -> np.ndarray:
+    def predict(self, model: Any, tiles: Sequence[np.ndarray]) -> np.ndarray:
         if self._failures > 0:
             self._failures -= 1
             raise RuntimeError("injected fault: worker lost the model call")
-        return super().predict(model, pixels)
+        return super().predict(model, tiles)
 
 
 def without_time(rows: dict[str, dict]) -> dict[str, dict]:
@@ -129,10 +129,10 @@ def test_a_tile_that_fails_alone_fails_its_image_and_no_other(
     bad_uri = tiles[40][0].uri
 
     class BadTileHandler(KerasTileModelHandler):
-        def predict(self, model: Any, pixels: np.ndarray) -> np.ndarray:
-            if any(np.array_equal(tile, tiles[40][1]) for tile in pixels.astype(np.uint8)):
+        def predict(self, model: Any, batch: Sequence[np.ndarray]) -> np.ndarray:
+            if any(np.array_equal(tile, tiles[40][1]) for tile in batch):
                 raise ValueError("injected fault: this tile always fails")
-            return super().predict(model, pixels)
+            return super().predict(model, batch)
 
     model = keras.saving.load_model(tiny_model_dir / "model.keras", compile=False)
     probabilities = model.predict_on_batch(np.stack([t for _, t in tiles]).astype(np.float32))
