@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 from importlib import metadata
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+from training.export_tflite import IMAGE_SUFFIXES
 
 PACKAGES = ("tensorflow-cpu", "keras", "ai-edge-litert", "apache-beam", "pillow", "numpy")
 
@@ -64,6 +68,23 @@ def run_child(command: Sequence[str], env: dict[str, str] | None = None
         sys.stderr.write(stderr.decode(errors="replace")[-4000:])
         raise subprocess.CalledProcessError(process.returncode, list(command))
     return seconds, usage.ru_maxrss * 1024  # kilobytes on Linux
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The images under ``folder``, sorted, as the export check samples them."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def copy_images(source: Path, folder: str, count: int) -> int:
+    """``count`` images into ``folder`` under new names, cycling through ``source``: a
+    folder input, as a user would pass one."""
+    files = image_files(source)
+    if not files:
+        raise SystemExit(f"{source}: no images")
+    for index in range(count):
+        path = files[index % len(files)]
+        shutil.copyfile(path, os.path.join(folder, f"{index:06d}{path.suffix}"))
+    return count
 
 
 def machine() -> str:

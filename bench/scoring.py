@@ -5,7 +5,8 @@
 In one run, interleaved and repeated (median), on the same images:
 
 - ceiling: the runtime the pipeline uses (LiteRT when the model has a ``.tflite``), raw
-  forward passes over already-decoded batches of the pipeline's batch size;
+  forward passes over already-decoded batches of the pipeline's default batch size for that
+  runtime;
 - pipeline: ``pipeline.score`` on the DirectRunner over a folder of ``--count`` images,
   whole job (checks, graph, model load, read, decode, infer, write, report);
 - naive: a loop of Pillow open + Keras ``model.predict`` on one image at a time;
@@ -23,7 +24,6 @@ import cProfile
 import io
 import os
 import pstats
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -33,13 +33,14 @@ import keras
 import numpy as np
 from PIL import Image
 
-from bench.measure import images_per_second, interleaved_medians, machine, markdown_table
+from bench.measure import (copy_images, image_files, images_per_second, interleaved_medians,
+                           machine, markdown_table)
 from crackscan.model_card import join, read_card
 from crackscan.tflite_model import TFLiteClassifier
+from pipeline.inference import DEFAULT_BATCH_SIZES
 from pipeline.score import run as score
-from training.export_tflite import IMAGE_SUFFIXES, sample_images
+from training.export_tflite import sample_images
 
-BATCH = 32
 IN_MEMORY = "pipeline, in_memory"
 # The DirectRunner's other modes: worker threads in this process (the GIL is released while
 # the model runs) and worker processes; LiteRT threads per worker default to cores/workers.
@@ -53,22 +54,10 @@ PROFILE_PARTS = {"model calls": ("invoke", "predict_on_batch"),
                  "image decoding": ("decode_rgb",)}
 
 
-def copy_images(source: Path, folder: str, count: int) -> int:
-    """``count`` images into ``folder`` under new names, cycling through ``source``: a
-    folder input, as a user would pass one."""
-    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise SystemExit(f"{source}: no images")
-    for index in range(count):
-        path = files[index % len(files)]
-        shutil.copyfile(path, os.path.join(folder, f"{index:06d}{path.suffix}"))
-    return count
-
-
 def pipeline_rate(model_dir: str, folder: str, count: int, flags: list[str]) -> float:
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
         summary = score(["--input", folder, "--model", model_dir, "--output",
-                         os.path.join(out, "run"), "--batch-size", str(BATCH), *flags])
+                         os.path.join(out, "run"), *flags])
     assert summary is not None and summary["scored"] == count, summary
     return summary["images_per_second"]
 
@@ -133,13 +122,14 @@ def main(argv: list[str] | None = None) -> str:
                 handle.read(), os.cpu_count() or 1).predict
     else:
         runtime, forward = "keras", keras_model.predict_on_batch
-    files = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    batch = DEFAULT_BATCH_SIZES[runtime]  # the pipeline's, so the ceiling is like for like
+    files = image_files(args.images)
     naive_files = files[::max(1, len(files) // args.naive_count)][:args.naive_count]
 
     with tempfile.TemporaryDirectory() as folder:
         count = copy_images(args.images, folder, args.count)
         measures: dict[str, Callable[[], float]] = {
-            "ceiling": lambda: images_per_second(forward, decoded, BATCH, args.seconds),
+            "ceiling": lambda: images_per_second(forward, decoded, batch, args.seconds),
             IN_MEMORY: lambda: pipeline_rate(args.model, folder, count, []),
             "naive": lambda: naive_rate(keras_model, naive_files),
         }
@@ -157,8 +147,8 @@ def main(argv: list[str] | None = None) -> str:
         breakdown = profile(args.model, folder, count) if args.profile else ""
 
     descriptions = {
-        "ceiling": f"{runtime} forward, b={BATCH}, decoded batches",
-        IN_MEMORY: f"{count} images, {runtime}, b={BATCH}",
+        "ceiling": f"{runtime} forward, b={batch}, decoded batches",
+        IN_MEMORY: f"{count} images, {runtime}, b={batch}",
         "naive": f"Pillow + Keras model.predict, 1 image at a time ({len(naive_files)})",
         **{name: f"{count} images, {runtime}" for name in SCALING},
     }

@@ -1,0 +1,42 @@
+"""The benchmarks run end to end at toy sizes, so they keep working as the code changes.
+
+Their figures are not checked here: a test is no benchmark (timings on a shared CI machine
+say nothing). What is checked is that each one measures everything it claims to and prints
+its table; the figures themselves are in bench/README.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import runtimes, scoring, survey_memory, training_input
+
+
+def rows(table: str) -> list[str]:
+    return [line.split("|")[1].strip() for line in table.splitlines()[2:]]
+
+
+def test_scoring_benchmark(trained_model_dir: Path, concrete_dir: Path):
+    table = scoring.main(["--model", str(trained_model_dir), "--images", str(concrete_dir),
+                          "--count", "40", "--naive-count", "4", "--seconds", "0.2",
+                          "--repeats", "1", "--no-scaling"])
+    assert rows(table) == ["ceiling", "pipeline, in_memory", "naive"]
+
+
+def test_runtimes_benchmark(trained_model_dir: Path, concrete_dir: Path):
+    table = runtimes.main(["--model", str(trained_model_dir), "--images", str(concrete_dir),
+                           "--pipeline-images", "40", "--seconds", "0.2", "--repeats", "1"])
+    assert rows(table) == ["keras", "litert", "litert / keras"]
+
+
+def test_survey_memory_benchmark(trained_model_dir: Path, shared_dir: Path):
+    photo = shared_dir / "data" / "survey" / "crack" / "CRACK500_20160328_153612_1281_1081.jpg"
+    table = survey_memory.main(["--model", str(trained_model_dir), "--photo", str(photo),
+                                "--counts", "1", "2"])
+    assert rows(table) == ["1", "2"]
+
+
+def test_training_input_benchmark(concrete_dataset: Path, backbone_weights: Path):
+    table = training_input.main(["--data", str(concrete_dataset), "--weights",
+                                 str(backbone_weights), "--image-size", "96", "--seconds",
+                                 "0.3", "--repeats", "1"])
+    assert [row.split(" (")[0] for row in rows(table)] == ["stage 1", "stage 2"]
