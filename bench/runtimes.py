@@ -44,25 +44,28 @@ def pipeline_images_per_second(model_dir: str, folder: str, count: int, runtime:
     return summary["images_per_second"]
 
 
-def table(raw: dict[str, dict[int, float]], pipeline: dict[str, float]) -> str:
+def table(raw: dict[str, dict[int, float]], pipeline: dict[str, float],
+          beside: dict[str, float]) -> str:
     """Markdown: one row per runtime, then LiteRT's speed-up over Keras."""
     header = (["runtime"] + [f"forward b={b}" for b in BATCHES]
-              + ["pipeline (its default batch)", "pipeline / forward at that batch"])
+              + ["pipeline (its default batch)", "forward at that batch, beside it",
+                 "pipeline / forward"])
     rows = []
     for name, rates in raw.items():
         row = [name] + [f"{rates[b]:.1f}" for b in BATCHES]
         if name in pipeline:
             batch = DEFAULT_BATCH_SIZES[name]
-            row += [f"{pipeline[name]:.1f} (b={batch})", f"{pipeline[name] / rates[batch]:.2f}"]
+            row += [f"{pipeline[name]:.1f} (b={batch})", f"{beside[name]:.1f}",
+                    f"{pipeline[name] / beside[name]:.2f}"]
         else:  # the pipeline has no int8 runtime
-            row += ["-", "-"]
+            row += ["-", "-", "-"]
         rows.append(row)
     for name in raw:
         if name != "keras":
             rows.append([f"{name} / keras"]
                         + [f"{raw[name][b] / raw['keras'][b]:.2f}x" for b in BATCHES]
                         + ([f"{pipeline[name] / pipeline['keras']:.2f}x"]
-                           if name in pipeline else ["-"]) + [""])
+                           if name in pipeline else ["-"]) + ["", ""])
     return markdown_table(header, rows)
 
 
@@ -101,11 +104,22 @@ def main(argv: list[str] | None = None) -> str:
 
     with tempfile.TemporaryDirectory() as folder:
         count = copy_images(args.images, folder, args.pipeline_images)
-        pipeline = interleaved_medians(
-            lambda name: pipeline_images_per_second(args.model, folder, count, name,
-                                                    args.threads),
-            ["keras", "litert"], max(1, args.repeats - 1))
-    result = table(raw, pipeline)
+        # Each pipeline run alternates with its runtime's forward rate at the pipeline's
+        # batch size, so their ratio compares runs a few seconds apart, not minutes.
+        def pipeline_or_forward(name: str) -> float:
+            runtime, _, forward = name.partition(" ")
+            if forward:
+                return images_per_second(forwards[runtime], images,
+                                         DEFAULT_BATCH_SIZES[runtime], args.seconds)
+            return pipeline_images_per_second(args.model, folder, count, runtime,
+                                              args.threads)
+
+        runs = interleaved_medians(pipeline_or_forward,
+                                   ["keras forward", "keras", "litert forward", "litert"],
+                                   max(1, args.repeats - 1))
+    pipeline = {name: runs[name] for name in ("keras", "litert")}
+    beside = {name: runs[f"{name} forward"] for name in ("keras", "litert")}
+    result = table(raw, pipeline, beside)
     print(f"images/s (median of {args.repeats} interleaved runs; pipeline: "
           f"{max(1, args.repeats - 1)}), input {card['tile_size']} px tiles, model at "
           f"{card['input_size']} px, {count} images per pipeline run, LiteRT threads "
