@@ -13,7 +13,7 @@ import apache_beam as beam
 import keras
 import numpy as np
 import tensorflow as tf
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to, is_empty
 from PIL import Image
 
@@ -113,7 +113,7 @@ def test_a_transient_fault_mid_batch_is_retried_without_losing_or_doubling_tiles
     expected = {key.uri: float(p[spec.positive_index]) for (key, _), p in zip(tiles,
                                                                                 probabilities)}
 
-    with TestPipeline() as pipeline:
+    with BeamPipeline() as pipeline:
         scored = (pipeline | beam.Create(tiles)
                   | ScoreTiles(FlakyKerasHandler(spec, BATCH, failures=1)))
         assert_that(scored[SCORES], scores_close_to(expected), label="EveryTileOnce")
@@ -139,7 +139,7 @@ def test_a_tile_that_fails_alone_fails_its_image_and_no_other(
     expected = {key.uri: float(p[spec.positive_index])
                 for (key, _), p in zip(tiles, probabilities) if key.uri != bad_uri}
 
-    with TestPipeline() as pipeline:
+    with BeamPipeline() as pipeline:
         scored = pipeline | beam.Create(tiles) | ScoreTiles(BadTileHandler(spec, BATCH))
         assert_that(scored[SCORES], scores_close_to(expected), label="OthersScored")
         assert_that(scored[FAILED], equal_to([(bad_uri, "model failed on a tile of this "
