@@ -6,12 +6,15 @@ on a shared machine from landing on one of them only.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import platform
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from pipeline.score import run as score
 from training.export_tflite import IMAGE_SUFFIXES
 
 PACKAGES = ("tensorflow-cpu", "keras", "ai-edge-litert", "apache-beam", "pillow", "numpy")
@@ -85,6 +89,17 @@ def copy_images(source: Path, folder: str, count: int) -> int:
         path = files[index % len(files)]
         shutil.copyfile(path, os.path.join(folder, f"{index:06d}{path.suffix}"))
     return count
+
+
+def pipeline_rate(model_dir: str, folder: str, count: int, flags: Sequence[str]) -> float:
+    """Images/s of one whole ``pipeline.score`` job over ``folder`` (its ``summary.json``
+    figure: checks, graph, model load, read, decode, infer, write, report), in this
+    process on the DirectRunner unless ``flags`` say otherwise."""
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+        summary = score(["--input", folder, "--model", model_dir, "--output",
+                         os.path.join(out, "run"), *flags])
+    assert summary is not None and summary["scored"] == count, summary
+    return summary["images_per_second"]
 
 
 def machine() -> str:

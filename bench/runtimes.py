@@ -12,8 +12,6 @@ its batch size; it includes the job's fixed costs (checks, graph, model load, re
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import tempfile
 from pathlib import Path
@@ -22,26 +20,13 @@ import keras
 import numpy as np
 
 from bench.measure import (copy_images, images_per_second, interleaved_medians, machine,
-                           markdown_table)
+                           markdown_table, pipeline_rate)
 from crackscan.model_card import join, read_card
 from crackscan.tflite_model import TFLiteClassifier
 from pipeline.inference import DEFAULT_BATCH_SIZES
-from pipeline.score import run as score
 from training.export_tflite import sample_images
 
 BATCHES = (1, 8, 32)  # includes each runtime's pipeline default (DEFAULT_BATCH_SIZES)
-
-
-def pipeline_images_per_second(model_dir: str, folder: str, count: int, runtime: str,
-                               threads: int) -> float:
-    """The whole scoring job on the DirectRunner, at the runtime's default batch size: read,
-    decode, tile, infer, write."""
-    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-        summary = score(["--input", folder, "--model", model_dir,
-                         "--output", os.path.join(out, "run"), "--runtime", runtime,
-                         "--litert-threads", str(threads)])
-    assert summary is not None and summary["scored"] == count, summary
-    return summary["images_per_second"]
 
 
 def table(raw: dict[str, dict[int, float]], pipeline: dict[str, float],
@@ -111,8 +96,8 @@ def main(argv: list[str] | None = None) -> str:
             if forward:
                 return images_per_second(forwards[runtime], images,
                                          DEFAULT_BATCH_SIZES[runtime], args.seconds)
-            return pipeline_images_per_second(args.model, folder, count, runtime,
-                                              args.threads)
+            return pipeline_rate(args.model, folder, count,
+                                 ["--runtime", runtime, "--litert-threads", str(args.threads)])
 
         runs = interleaved_medians(pipeline_or_forward,
                                    ["keras forward", "keras", "litert forward", "litert"],

@@ -19,9 +19,7 @@ image decoding and everything else (Beam, reading, writing).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
-import io
 import os
 import pstats
 import tempfile
@@ -34,11 +32,10 @@ import numpy as np
 from PIL import Image
 
 from bench.measure import (copy_images, image_files, images_per_second, interleaved_medians,
-                           machine, markdown_table)
+                           machine, markdown_table, pipeline_rate)
 from crackscan.model_card import join, read_card
 from crackscan.tflite_model import TFLiteClassifier
 from pipeline.inference import DEFAULT_BATCH_SIZES
-from pipeline.score import run as score
 from training.export_tflite import sample_images
 
 IN_MEMORY = "pipeline, in_memory"
@@ -52,14 +49,6 @@ SCALING = {"pipeline, multi_threading x2": ["--direct_running_mode=multi_threadi
 # Where the profile's time goes, by the function that spent it (cumulative).
 PROFILE_PARTS = {"model calls": ("invoke", "predict_on_batch"),
                  "image decoding": ("decode_rgb",)}
-
-
-def pipeline_rate(model_dir: str, folder: str, count: int, flags: list[str]) -> float:
-    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-        summary = score(["--input", folder, "--model", model_dir, "--output",
-                         os.path.join(out, "run"), *flags])
-    assert summary is not None and summary["scored"] == count, summary
-    return summary["images_per_second"]
 
 
 def naive_rate(model: keras.Model, files: list[Path]) -> float:
