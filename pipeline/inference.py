@@ -256,7 +256,7 @@ def _failed_images(failure: tuple[list[tuple[TileKey, np.ndarray]], tuple]
     uris = sorted({key.uri for key, _ in batch})
     logging.warning("inference failed on a batch of %d tiles from %d images: %s",
                     len(batch), len(uris), "".join(trace))
-    reason = trace[-1].strip()
+    reason = trace[-1].strip()  # the exception's own text, as _reason gives it
     for uri in uris:
         yield uri, (f"inference failed on a batch of {len(batch)} tiles holding tiles of "
                     f"this image: {reason}")
