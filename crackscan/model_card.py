@@ -181,12 +181,15 @@ def _check_fields(card_path: str, card: Any) -> None:
 
 
 def read_card(directory: str) -> dict[str, Any]:
-    """The card of a model directory, checked against the model files it describes."""
+    """The card of a model directory, checked against the model files it describes.
+
+    ``model.keras`` may be left out where the card lists a ``.tflite``: a shipped model
+    needs only the file it runs (a few MB instead of the Keras archive's 10+).
+    """
     card_path, model_path = join(directory, CARD_FILE), join(directory, MODEL_FILE)
-    for path in (card_path, model_path):
-        if not FileSystems.exists(path):
-            raise ModelCardError(f"{directory}: not a crackscan model directory, "
-                                 f"{posixpath.basename(path)} is missing")
+    if not FileSystems.exists(card_path):
+        raise ModelCardError(f"{directory}: not a crackscan model directory, {CARD_FILE} is "
+                             f"missing")
     try:
         with FileSystems.open(card_path) as handle:
             card = json.loads(handle.read())
@@ -195,11 +198,15 @@ def read_card(directory: str) -> dict[str, Any]:
     except ValueError as exc:
         raise ModelCardError(f"{card_path}: not valid JSON: {exc}") from None
     _check_fields(card_path, card)
-    check_keras_file(model_path)
-    expected = card.get("model_sha256")
-    if expected and _checked_sha256(model_path) != expected:
-        raise ModelCardError(f"{model_path}: content does not match the sha256 recorded in "
-                             f"{CARD_FILE}; the model was changed after export")
+    if FileSystems.exists(model_path):
+        check_keras_file(model_path)
+        expected = card.get("model_sha256")
+        if expected and _checked_sha256(model_path) != expected:
+            raise ModelCardError(f"{model_path}: content does not match the sha256 recorded "
+                                 f"in {CARD_FILE}; the model was changed after export")
+    elif "tflite_file" not in card:
+        raise ModelCardError(f"{directory}: not a crackscan model directory, {MODEL_FILE} is "
+                             f"missing")
     if "tflite_file" in card:
         tflite_path = join(directory, card["tflite_file"])
         if not FileSystems.exists(tflite_path):
@@ -210,6 +217,10 @@ def read_card(directory: str) -> dict[str, Any]:
                                  f"recorded in {CARD_FILE}; it was changed after export")
         check_tflite_file(tflite_path)
     return card
+
+
+def has_keras_model(directory: str) -> bool:
+    return FileSystems.exists(join(directory, MODEL_FILE))
 
 
 def model_version(card: dict[str, Any]) -> str:

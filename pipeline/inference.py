@@ -23,8 +23,10 @@ from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler, Pred
                                            RunInference)
 from apache_beam.pvalue import TaggedOutput
 
-from crackscan.model_card import MODEL_FILE, ModelCardError, join, model_version
+from crackscan.model_card import (MODEL_FILE, ModelCardError, has_keras_model, join,
+                                  model_version)
 from crackscan.tflite_model import TFLiteClassifier  # imports LiteRT only when one is made
+from crackscan.verdict import photo_probability
 from pipeline.records import TileKey, TileScore, probability
 
 SCORES, FAILED = "scores", "failed"
@@ -40,7 +42,7 @@ DEFAULT_BATCH_SIZES = {LITERT: 8, KERAS: 32}
 class ModelSpec:
     """What scoring needs from a model directory, checked once before the pipeline starts."""
 
-    model_uri: str
+    model_uri: str | None  # None: a LiteRT-only folder, such as the shipped model
     model_sha256: str
     version: str
     class_names: tuple[str, ...]
@@ -50,6 +52,7 @@ class ModelSpec:
     tile_size: int
     tflite_uri: str | None = None  # same model for LiteRT, when the card lists one
     tflite_sha256: str | None = None
+    tiles_needed: int = 1  # the card's photo rule; cards without one flag on any tile
 
     @property
     def positive_index(self) -> int:
@@ -69,13 +72,22 @@ class ModelSpec:
         if "model_sha256" not in card:
             raise ModelCardError(f"{model_dir}: model_sha256 is missing; every prediction "
                                  f"row names the model version derived from it")
-        return cls(model_uri=join(model_dir, MODEL_FILE), model_sha256=card["model_sha256"],
+        tiles_needed = card.get("photo_rule", {}).get("tiles_needed", 1)
+        if not isinstance(tiles_needed, int) or isinstance(tiles_needed, bool) or \
+                tiles_needed < 1:
+            raise ModelCardError(f"{model_dir}: photo_rule.tiles_needed must be a positive "
+                                 f"integer, got {tiles_needed!r:.40}")
+        return cls(model_uri=join(model_dir, MODEL_FILE) if has_keras_model(model_dir)
+                   else None, model_sha256=card["model_sha256"],
                    version=model_version(card), class_names=names, positive_class=positive,
                    negative_class=next(name for name in names if name != positive),
                    threshold=threshold, tile_size=int(card["tile_size"]),
                    tflite_uri=join(model_dir, card["tflite_file"])
                    if "tflite_file" in card else None,
-                   tflite_sha256=card.get("tflite_sha256"))
+                   tflite_sha256=card.get("tflite_sha256"), tiles_needed=tiles_needed)
+
+    def photo_probability(self, tile_probabilities: Sequence[float]) -> float:
+        return photo_probability(tile_probabilities, self.tiles_needed)
 
     def label(self, crack_probability: float) -> str:
         return (self.positive_class if crack_probability >= self.threshold
@@ -216,7 +228,7 @@ class LiteRTTileModelHandler(TileModelHandler):
     def __init__(self, spec: ModelSpec, batch_size: int, threads: int) -> None:
         super().__init__(spec, batch_size)
         if spec.tflite_uri is None or spec.tflite_sha256 is None:
-            raise ModelCardError(f"{spec.model_uri}: the model card lists no tflite_file")
+            raise ModelCardError(f"model {spec.version}: the model card lists no tflite_file")
         self._threads = threads
 
     def load_model(self) -> InterpreterPerThread:

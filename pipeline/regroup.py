@@ -56,7 +56,8 @@ class AssembleImageFn(beam.DoFn):
         self._scored.inc()
         threshold = self._spec.threshold
         # The rounded probabilities decide, so anyone can recompute a label from the rows.
-        crack_probability = max(s.crack_probability for s in scores)
+        crack_probability = self._spec.photo_probability([s.crack_probability
+                                                          for s in scores])
         row = {
             "uri": uri,
             "label": self._spec.label(crack_probability),

@@ -22,7 +22,7 @@ from crackscan.model_card import ModelCardError, file_sha256, read_card, write_c
 from crackscan.tflite_model import TFLiteClassifier
 from pipeline.inference import InterpreterPerThread, ModelSpec, read_checked
 from pipeline.score import SetupError, build_parser, litert_threads, run
-from pipeline.tiling import default_stride, plan_tiles
+from crackscan.tiles import default_stride, plan_tiles
 from training import export_tflite
 
 SURVEY_PHOTO = Path("data/survey/crack/CRACK500_20160328_153612_1281_1081.jpg")

@@ -13,7 +13,8 @@ from apache_beam.pvalue import TaggedOutput
 from PIL import Image
 
 from pipeline.records import ImageInfo, SourceImage, TileKey
-from pipeline.tiling import DecodeAndTileFn, TilingError, default_stride, plan_tiles
+from crackscan.tiles import TilingError, default_stride, plan_tiles
+from pipeline.tiling import DecodeAndTileFn
 
 TILE = 227
 STRIDE = default_stride(TILE)

@@ -1,39 +1,80 @@
-"""Build a sharded TFRecord data set from a labelled folder archive.
+"""Build a sharded TFRecord data set from labelled sources.
 
-``python -m training.build_dataset --source SRC --output DIR``
+``python -m training.build_dataset --source SRC [--source NAME=SRC ...] --output DIR``
 
-SRC holds one sub-folder per class (``Negative/`` = 0, ``Positive/`` = 1), as a folder on
-any Beam file system or a ``.zip`` / ``.tar(.gz)`` of that layout. Images are split by the
-sha256 of their bytes, so the split is the same on every run and machine and an image that
-appears twice (the public set holds 40,000 files but 38,402 distinct images) can never sit
-in both train and test: exact duplicates are kept once.
+Two kinds of source, mixed freely in one build:
+
+- **class folders**: one sub-folder per class (``Negative/`` = 0, ``Positive/`` = 1), as a
+  folder on any Beam file system or a ``.zip`` / ``.tar(.gz)`` of that layout; each image is
+  one example.
+- **mask sources**: ``images/`` beside ``masks/<same name>.png`` (crack segmentation, see
+  :mod:`training.windows`); each photo is cut into windows exactly as the scorer tiles it
+  and every window is labelled from its mask.
+
+The split keeps together what would leak if separated: every window of a photo, and every
+near-copy of a photo (found by perceptual hash, :mod:`training.near_copies`, plus a source's
+``manifest.csv`` ``group`` column where there is one). It follows from content hashes
+alone (:func:`assign_splits`), so it is the same on every run and machine; exact duplicates
+are kept once.
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
 import posixpath
+import shlex
 import sys
 from collections import Counter, defaultdict
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
+import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
 from crackscan import decode, sources
-from training import records
+from crackscan.model_card import join
+from crackscan.tiles import TilingError, default_stride, plan_tiles
+from training import near_copies, records, windows
 
 CLASS_NAMES = ("Negative", "Positive")
 SPLITS = ("train", "val", "test")
+DEFAULT_TILE_SIZE = 224
+MASK_SUFFIX = ".png"
+FOLDER, MASKS = "class folders", "masks"
 log = logging.getLogger("crackscan.build_dataset")
 
 
-def split_of(sha256: str, val_fraction: float, test_fraction: float) -> str:
-    """Split from the content hash alone: a position in [0, 1) fixed by the bytes."""
-    position = int(sha256[:16], 16) / 2**64
+@dataclasses.dataclass
+class Photo:
+    """One distinct source image and the examples cut from it."""
+
+    uri: str
+    source: str
+    sha256: str
+    hashes: np.ndarray
+    examples: list[dict]
+    group_hint: str | None = None  # a manifest's group: same hint, same group
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    name: str
+    path: str
+    kind: str
+    licence: str | None = None
+
+
+class BuildError(ValueError):
+    """A build that cannot give a usable data set; the message names the source."""
+
+
+def split_at(position: float, val_fraction: float, test_fraction: float) -> str:
     if position < test_fraction:
         return "test"
     if position < test_fraction + val_fraction:
@@ -54,12 +95,47 @@ def shard_paths(output: str, split: str, shards: int) -> list[str]:
             for i in range(shards)]
 
 
-def collect(source: str, max_pixels: int) -> tuple[dict[str, dict], list[dict], list[dict]]:
-    """Read every item once: unique examples by hash, rejected inputs, and duplicates."""
-    groups: dict[str, list[dict]] = defaultdict(list)
-    errors: list[dict] = []
-    for item in tqdm(sources.iter_items(source), desc="reading", unit=" files",
-                     disable=None, file=sys.stderr):
+def _listing(path: str) -> list[str]:
+    try:
+        return sources.expand(path)
+    except sources.SourceError:
+        return []
+
+
+def parse_source(text: str) -> Source:
+    """``[NAME=]PATH``; the name defaults to the path's last component, the kind to what
+    the layout is: ``images/`` + ``masks/`` makes a mask source."""
+    name, _, path = text.partition("=") if "=" in text.split("/")[0] else ("", "", text)
+    name = name or posixpath.basename(path.rstrip("/")) or path
+    is_masks = not sources.is_archive(path) and bool(_listing(join(path, "masks/"))) and \
+        bool(_listing(join(path, "images/")))
+    return Source(name, path, MASKS if is_masks else FOLDER, stated_licence(path))
+
+
+def stated_licence(path: str) -> str | None:
+    """The licence line of a source's ``SOURCE.md`` (as the shared field sources carry),
+    so a model trained on it can say under which terms its data came."""
+    readme = join(path, "SOURCE.md")
+    if sources.is_archive(path) or not _listing(readme):
+        return None
+    for line in sources.read_file(readme).decode("utf-8", "replace").splitlines():
+        if line.lstrip("- ").lower().startswith("licence"):
+            return line.lstrip("- ").split(":", 1)[-1].strip()
+    return None
+
+
+def _example(encoded: bytes, fmt: str, label: int, uri: str, source: str,
+             box: tuple[int, int, int, int], photo: str, hard_negative: bool = False,
+             sha256: str | None = None) -> dict:
+    return {"encoded": encoded, "format": fmt, "label": label, "uri": uri, "source": source,
+            "box": box, "photo": photo, "hard_negative": hard_negative,
+            "sha256": sha256 or hashlib.sha256(encoded).hexdigest()}
+
+
+def folder_photos(source: Source, max_pixels: int, errors: list[dict]) -> Iterator[Photo]:
+    """One example per image of a class-folder source, labelled by its folder."""
+    for item in tqdm(sources.iter_items(source.path), desc=f"reading {source.name}",
+                     unit=" files", disable=None, file=sys.stderr):
         label_name = class_of(item.uri)
         if item.data is None:
             errors.append({"uri": item.uri, "stage": item.stage, "error": item.error})
@@ -69,28 +145,143 @@ def collect(source: str, max_pixels: int) -> tuple[dict[str, dict], list[dict], 
                            "error": f"not inside a class folder {list(CLASS_NAMES)}"})
             continue
         try:
-            encoded, fmt, size = records.training_bytes(item.data, max_pixels)
+            encoded, fmt, rgb = records.training_bytes(item.data, max_pixels)
         except decode.DecodeError as exc:
             errors.append({"uri": item.uri, "stage": "decode", "error": str(exc)})
             continue
         sha = hashlib.sha256(item.data).hexdigest()
-        groups[sha].append({"uri": item.uri, "label": CLASS_NAMES.index(label_name),
-                            "sha256": sha, "encoded": encoded, "format": fmt, "size": size})
-    examples: dict[str, dict] = {}
-    duplicates: list[dict] = []
-    for sha, group in groups.items():
-        group.sort(key=lambda e: e["uri"])
-        if len({e["label"] for e in group}) > 1:
-            names = ", ".join(e["uri"] for e in group)
-            errors += [{"uri": e["uri"], "stage": "label",
-                        "error": f"the same image bytes appear under both classes: {names}"}
-                       for e in group]
+        height, width = rgb.shape[:2]
+        yield Photo(item.uri, source.name, sha, near_copies.perceptual_hashes(rgb), [
+            _example(encoded, fmt, CLASS_NAMES.index(label_name), item.uri, source.name,
+                     (0, 0, width, height), sha, sha256=sha)])
+
+
+def _manifest_groups(source: Source) -> dict[str, str]:
+    """``name -> group`` from the source's ``manifest.csv``, when it has one."""
+    path = join(source.path, "manifest.csv")
+    if not _listing(path):
+        return {}
+    text = sources.read_file(path).decode("utf-8")
+    return {row["name"]: row["group"] for row in csv.DictReader(io.StringIO(text))
+            if row.get("name") and row.get("group")}
+
+
+def _stem(path: str) -> str:
+    return posixpath.splitext(posixpath.basename(path))[0]
+
+
+def mask_photos(source: Source, tile_size: int, stride: int, max_pixels: int,
+                errors: list[dict]) -> Iterator[Photo]:
+    """The windows of every photo of a mask source; a photo whose mask is missing, not a
+    mask or of another size is reported and skipped."""
+    masks = {_stem(path): path for path in _listing(join(source.path, "masks/"))}
+    groups = _manifest_groups(source)
+    for uri in tqdm(sources.expand(join(source.path, "images/")),
+                    desc=f"windows {source.name}", unit=" photos", disable=None,
+                    file=sys.stderr):
+        stem = _stem(uri)
+        if stem not in masks:
+            errors.append({"uri": uri, "stage": "mask",
+                           "error": f"no mask: expected masks/{stem}{MASK_SUFFIX}"})
             continue
-        examples[sha] = group[0]
-        duplicates += [{"uri": e["uri"], "same_as": group[0]["uri"]} for e in group[1:]]
+        try:
+            data = sources.read_file(uri)
+            rgb = decode.decode_rgb(data, max_pixels)
+            height, width = rgb.shape[:2]
+            mask = windows.decode_mask(sources.read_file(masks[stem]), (width, height),
+                                       max_pixels)
+            plan = plan_tiles(width, height, tile_size, stride, max_pixels)
+        except decode.DecodeError as exc:
+            errors.append({"uri": uri, "stage": "mask" if "mask" in str(exc) else "decode",
+                           "error": str(exc)})
+            continue
+        except (OSError, TilingError) as exc:
+            errors.append({"uri": uri, "stage": "read", "error": str(exc)})
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        examples = [_example(windows.encode_png(w.pixels), "png", w.label, uri, source.name,
+                             w.box, sha, w.hard_negative)
+                    for w in windows.windows(plan, rgb, mask)]
+        yield Photo(uri, source.name, sha, near_copies.perceptual_hashes(rgb), examples,
+                    f"{source.name}/{groups[stem]}" if stem in groups else None)
+
+
+def collect(source_list: list[Source], tile_size: int, stride: int, max_pixels: int
+            ) -> tuple[list[Photo], list[dict], list[dict]]:
+    """Every distinct photo of every source, the rejected inputs and the duplicates."""
+    errors: list[dict] = []
+    by_sha: dict[str, list[Photo]] = defaultdict(list)
+    for source in source_list:
+        photos = (mask_photos(source, tile_size, stride, max_pixels, errors)
+                  if source.kind == MASKS else folder_photos(source, max_pixels, errors))
+        for photo in photos:
+            by_sha[photo.sha256].append(photo)
+    unique: list[Photo] = []
+    duplicates: list[dict] = []
+    for sha, group in by_sha.items():
+        group.sort(key=lambda p: p.uri)
+        if len({tuple(e["label"] for e in p.examples) for p in group}) > 1:
+            names = ", ".join(p.uri for p in group)
+            errors += [{"uri": p.uri, "stage": "label",
+                        "error": f"the same image bytes appear under both classes: {names}"}
+                       for p in group]
+            continue
+        unique.append(group[0])
+        duplicates += [{"uri": p.uri, "same_as": group[0].uri} for p in group[1:]]
     for error in errors:
         log.warning("skipped %s (%s): %s", error["uri"], error["stage"], error["error"])
-    return examples, errors, duplicates
+    unique.sort(key=lambda p: p.sha256)
+    return unique, errors, duplicates
+
+
+def assign_splits(photos: list[Photo], val_fraction: float, test_fraction: float
+                  ) -> tuple[list[str], dict[str, Any]]:
+    """Each photo's split, decided per group of near-copies, and figures on the groups.
+
+    Within each source, groups are laid end to end in the order of their first photo's
+    content hash, each as long as its labelled examples, and a group takes the split where
+    its middle falls. A split by hash alone would be lumpy where groups are few and large
+    (one drone map of 75 tiles is one group); this keeps every source's fractions close to
+    the ones asked for, and depends on nothing but the content.
+    """
+    hints: dict[str, int] = {}
+    linked = []
+    for index, photo in enumerate(photos):
+        if photo.group_hint is not None:
+            linked.append((hints.setdefault(photo.group_hint, index), index))
+    group_of, pairs = near_copies.near_copy_groups(
+        np.stack([p.hashes for p in photos]), linked)
+    members: dict[int, list[int]] = defaultdict(list)
+    for index, group in enumerate(group_of):
+        members[group].append(index)
+    def group_size(group: int) -> int:
+        return max(1, sum(e["label"] != windows.EXCLUDED for i in members[group]
+                          for e in photos[i].examples))
+
+    def main_source(group: int) -> str:
+        """The source holding most of a group's examples (near-copies can cross sources)."""
+        by_source = Counter()
+        for i in members[group]:
+            by_source[photos[i].source] += len(photos[i].examples)
+        return min(by_source, key=lambda name: (-by_source[name], name))
+
+    split_of_group: dict[int, str] = {}
+    source_of_group = {group: main_source(group) for group in members}
+    for source in sorted(set(source_of_group.values())):
+        groups = sorted((g for g in members if source_of_group[g] == source),
+                        key=lambda g: photos[g].sha256)
+        sizes = [group_size(g) for g in groups]
+        total, start = sum(sizes), 0
+        for group, size in zip(groups, sizes):
+            split_of_group[group] = split_at((start + size / 2) / total, val_fraction,
+                                             test_fraction)
+            start += size
+    figures = {"groups": len(members), "near_copy_pairs": pairs,
+               "photos_in_shared_groups": sum(len(m) for m in members.values() if len(m) > 1),
+               "largest_group": max(len(m) for m in members.values()),
+               "rule": f"pHash within {near_copies.DEFAULT_MAX_DISTANCE} bits under any flip "
+                       f"or quarter turn, or one manifest.csv group; transitive"}
+    return [split_of_group[group] for group in group_of], figures
 
 
 def fingerprint(examples: Iterable[dict]) -> str:
@@ -106,47 +297,92 @@ def write_shards(examples: list[dict], output: str, split: str, shards: int) -> 
     paths = shard_paths(output, split, shards)
     writers = [tf.io.TFRecordWriter(path) for path in paths]
     try:
-        for index, example in enumerate(sorted(examples, key=lambda e: e["sha256"])):
-            writers[index % shards].write(records.serialize(
-                example["encoded"], example["format"], example["label"], example["uri"],
-                example["sha256"]))
+        for index, example in enumerate(sorted(examples, key=lambda e: (e["sha256"],
+                                                                        e["uri"], e["box"]))):
+            writers[index % shards].write(records.serialize(example))
     finally:
         for writer in writers:
             writer.close()
     return [posixpath.basename(path) for path in paths]
 
 
-def build(source: str, output: str, shards: int = 4, val_fraction: float = 0.1,
-          test_fraction: float = 0.1, max_pixels: int = decode.DEFAULT_MAX_PIXELS
+def _counts(examples: list[dict]) -> dict[str, Any]:
+    """Per class (and excluded windows, hard negatives, total) of some examples."""
+    labels = Counter(e["label"] for e in examples)
+    counts = {name: labels.get(index, 0) for index, name in enumerate(CLASS_NAMES)}
+    counts["total"] = counts["Negative"] + counts["Positive"]
+    counts["hard_negative"] = sum(e["hard_negative"] for e in examples)
+    if labels.get(windows.EXCLUDED):
+        counts["excluded"] = labels[windows.EXCLUDED]
+    return counts
+
+
+def build(source: str | list[str], output: str, shards: int = 4, val_fraction: float = 0.1,
+          test_fraction: float = 0.1, max_pixels: int = decode.DEFAULT_MAX_PIXELS,
+          tile_size: int = DEFAULT_TILE_SIZE, tile_stride: int | None = None,
+          licences: dict[str, str] | None = None, command: str | None = None
           ) -> dict[str, Any]:
-    """Build the data set and return its manifest (also written to ``output``)."""
+    """Build the data set and return its manifest (also written to ``output``).
+
+    Windows a mask rule leaves out are not trained on, but the val and test splits keep
+    them (label -1), so a photo can be judged whole, as the scorer judges it.
+    """
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or \
             val_fraction + test_fraction >= 1:
         raise ValueError("val and test fractions must be in [0, 1) and leave a train split")
-    examples, errors, duplicates = collect(source, max_pixels)
-    if not examples:
-        raise ValueError(f"{source}: no decodable image inside {list(CLASS_NAMES)} folders")
-    tf.io.gfile.makedirs(output)
+    stride = tile_stride or default_stride(tile_size)
+    source_list = [parse_source(s) for s in ([source] if isinstance(source, str) else source)]
+    names = [s.name for s in source_list]
+    if len(set(names)) != len(names):
+        raise BuildError(f"two sources are named alike ({names}); name them NAME=PATH")
+    unknown = sorted(set(licences or {}) - set(names))
+    if unknown:
+        raise BuildError(f"--licence names {unknown}, which no --source is called")
+    source_list = [dataclasses.replace(s, licence=(licences or {}).get(s.name, s.licence))
+                   for s in source_list]
+    photos, errors, duplicates = collect(source_list, tile_size, stride, max_pixels)
+    for src in source_list:
+        if not any(p.source == src.name for p in photos):
+            layout = (f"inside {list(CLASS_NAMES)} folders" if src.kind == FOLDER
+                      else "with a matching mask")
+            raise BuildError(f"{src.path}: no decodable image {layout}")
+    splits, groups = assign_splits(photos, val_fraction, test_fraction)
     by_split: dict[str, list[dict]] = {split: [] for split in SPLITS}
-    for example in examples.values():
-        by_split[split_of(example["sha256"], val_fraction, test_fraction)].append(example)
+    for photo, split in zip(photos, splits):
+        by_split[split] += [e for e in photo.examples
+                            if split != "train" or e["label"] != windows.EXCLUDED]
+    tf.io.gfile.makedirs(output)
+    labelled = [e for examples in by_split.values() for e in examples
+                if e["label"] != windows.EXCLUDED]
     manifest: dict[str, Any] = {
-        "source": source,
-        "source_fingerprint": fingerprint(examples.values()),
+        "source": ",".join(s.path for s in source_list),
+        "command": command,
+        "sources": [{"name": s.name, "path": s.path, "kind": s.kind, "licence": s.licence,
+                     "photos": sum(p.source == s.name for p in photos)} for s in source_list],
+        "source_fingerprint": fingerprint(labelled),
         "class_names": list(CLASS_NAMES),
+        "tile_size": tile_size if any(s.kind == MASKS for s in source_list) else None,
         "options": {"shards": shards, "val_fraction": val_fraction,
                     "test_fraction": test_fraction, "max_pixels": max_pixels,
-                    "split_rule": "sha256 of file bytes, first 64 bits as a fraction"},
-        "counts": {}, "shards": {}, "image_sizes": {},
+                    "tile_size": tile_size, "tile_stride": stride,
+                    "window_rule": f"Positive: crack in the central half; Negative: no crack "
+                                   f"within {windows.DEFAULT_MARGIN} px of the window; "
+                                   f"otherwise excluded; joint-only Negatives are hard",
+                    "split_rule": "per near-copy group, per source: groups in order of their "
+                                  "first photo's sha256, each taking the split where the "
+                                  "middle of its labelled examples falls"},
+        "groups": groups,
+        "counts": {}, "counts_by_source": {}, "shards": {}, "image_sizes": {},
         "errors": errors, "duplicates": duplicates,
     }
     for split, members in by_split.items():
-        labels = Counter(CLASS_NAMES[e["label"]] for e in members)
-        manifest["counts"][split] = {name: labels.get(name, 0) for name in CLASS_NAMES} | {
-            "total": len(members)}
+        manifest["counts"][split] = _counts(members)
+        manifest["counts_by_source"][split] = {
+            name: _counts([e for e in members if e["source"] == name]) for name in names}
         manifest["shards"][split] = write_shards(members, output, split, shards) \
             if members else []
-    sizes = Counter(f"{e['size'][0]}x{e['size'][1]}" for e in examples.values())
+    sizes = Counter(f"{e['box'][2] - e['box'][0]}x{e['box'][3] - e['box'][1]}"
+                    for e in labelled)
     manifest["image_sizes"] = dict(sizes.most_common())
     manifest["counts"]["rejected"] = len(errors)
     manifest["counts"]["duplicates"] = len(duplicates)
@@ -155,26 +391,59 @@ def build(source: str, output: str, shards: int = 4, val_fraction: float = 0.1,
     return manifest
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--source", required=True, action="append", metavar="[NAME=]SRC",
+                   help="repeatable: a folder with Negative/ and Positive/ (or a .zip/.tar(.gz) "
+                        "of it), or a folder with images/ and masks/; NAME (default: the "
+                        "folder's name) labels its examples and its counts")
+    p.add_argument("--output", required=True, help="folder for shards and manifest.json")
+    p.add_argument("--shards", type=int, default=4, help="shards per split (default: 4)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of near-copy groups in validation (default: 0.1)")
+    p.add_argument("--test-fraction", type=float, default=0.1,
+                   help="share of near-copy groups in test (default: 0.1)")
+    p.add_argument("--max-pixels", type=int, default=decode.DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger images (default: {decode.DEFAULT_MAX_PIXELS})")
+    p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
+                   help=f"window side cut from mask sources, the scorer's tile "
+                        f"(default: {DEFAULT_TILE_SIZE})")
+    p.add_argument("--licence", action="append", default=[], metavar="NAME=TEXT",
+                   help="repeatable: the licence of source NAME, recorded in the manifest and "
+                        "in every model card trained on it (default: the Licence line of the "
+                        "source's SOURCE.md, if any)")
+    p.add_argument("--tile-stride", type=int,
+                   help="largest distance between windows (default: 3/4 of the tile, as "
+                        "the scorer)")
+    return p
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", required=True,
-                        help="folder with Negative/ and Positive/, or a .zip/.tar(.gz) of it")
-    parser.add_argument("--output", required=True, help="folder for shards and manifest.json")
-    parser.add_argument("--shards", type=int, default=4, help="shards per split")
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--test-fraction", type=float, default=0.1)
-    parser.add_argument("--max-pixels", type=int, default=decode.DEFAULT_MAX_PIXELS)
-    args = parser.parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    licences = dict(text.partition("=")[::2] for text in args.licence)
+    if any(not name or not text for name, text in licences.items()):
+        p.error("--licence takes NAME=TEXT")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    command = "python -m training.build_dataset " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     manifest = build(args.source, args.output, args.shards, args.val_fraction,
-                     args.test_fraction, args.max_pixels)
+                     args.test_fraction, args.max_pixels, args.tile_size, args.tile_stride,
+                     licences, command)
     counts = manifest["counts"]
     for split in SPLITS:
-        print(f"{split:>5}: {counts[split]['total']:6d} images  "
-              + "  ".join(f"{name} {counts[split][name]}" for name in CLASS_NAMES))
+        print(f"{split:>5}: {counts[split]['total']:6d} examples  "
+              + "  ".join(f"{name} {counts[split][name]}" for name in CLASS_NAMES)
+              + f"  (hard negatives {counts[split]['hard_negative']})")
+        for name, by_source in manifest["counts_by_source"][split].items():
+            print(f"         {name:<16}" + "  ".join(f"{c} {by_source[c]}"
+                                                    for c in CLASS_NAMES))
+    groups = manifest["groups"]
     print(f"rejected {counts['rejected']}, duplicates dropped {counts['duplicates']}; "
-          f"fingerprint {manifest['source_fingerprint'][:16]}; "
-          f"manifest {os.path.join(args.output, 'manifest.json')}")
+          f"{groups['near_copy_pairs']} near-copy pairs, largest group "
+          f"{groups['largest_group']} photos; fingerprint "
+          f"{manifest['source_fingerprint'][:16]}; manifest "
+          f"{os.path.join(args.output, 'manifest.json')}")
 
 
 if __name__ == "__main__":

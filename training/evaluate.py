@@ -1,18 +1,28 @@
-"""Test-split evaluation and the choice of the decision threshold.
+"""Evaluation: the decision threshold, tile metrics per source, and the photo-level rule.
 
 The threshold is chosen on the validation split, never on test: the value in [0, 1] that
 maximises F1 for the crack class there, ties broken towards 0.5 (on clean data many
 thresholds separate the classes perfectly; the one nearest 0.5 is the least surprising).
+
+A survey photo is hundreds of tiles, and one tile's false alarm would flag it. The photo
+rule asks for ``k`` tiles at or over the threshold, ``k`` chosen on whole validation photos
+(see :func:`photo_cases`); a photo's score is then its ``k``-th highest tile probability, so
+its label still follows from one number and the threshold.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from crackscan.verdict import photo_probability
+
 POSITIVE = 1
+NEGATIVE, EXCLUDED = 0, -1
+MAX_TILES_NEEDED = 5
 
 
 @dataclass
@@ -23,18 +33,26 @@ class Predictions:
     labels: np.ndarray
     sources: list[str]
     sha256: list[str]
+    photos: list[str]
+
+    def subset(self, keep: np.ndarray) -> "Predictions":
+        pick = np.flatnonzero(keep)
+        return Predictions(self.probabilities[pick], self.labels[pick],
+                           [self.sources[i] for i in pick], [self.sha256[i] for i in pick],
+                           [self.photos[i] for i in pick])
 
 
 def predict(model: keras.Model, ds: tf.data.Dataset) -> Predictions:
     """Probabilities for a ``with_meta`` data set, batch by batch (bounded memory)."""
-    probabilities, labels, names, hashes = [], [], [], []
-    for images, batch_labels, (batch_sources, batch_hashes) in ds:
+    probabilities, labels, names, hashes, photos = [], [], [], [], []
+    for images, batch_labels, meta in ds:
         probabilities.append(model.predict_on_batch(images)[:, POSITIVE])
         labels.append(batch_labels.numpy())
-        names += [s.decode() for s in batch_sources.numpy()]
-        hashes += [h.decode() for h in batch_hashes.numpy()]
+        names += [s.decode() for s in meta["source"].numpy()]
+        hashes += [h.decode() for h in meta["sha256"].numpy()]
+        photos += [p.decode() for p in meta["photo"].numpy()]
     return Predictions(np.concatenate(probabilities).astype(np.float64),
-                       np.concatenate(labels).astype(np.int64), names, hashes)
+                       np.concatenate(labels).astype(np.int64), names, hashes, photos)
 
 
 def f1_at(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> float:
@@ -55,13 +73,16 @@ def choose_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 
 def metrics(predictions: Predictions, threshold: float) -> dict:
-    """Accuracy, precision, recall, F1, ROC AUC and the confusion matrix at ``threshold``."""
+    """Accuracy, precision, recall, false alarms, F1, ROC AUC and the confusion matrix."""
     labels, probabilities = predictions.labels, predictions.probabilities
     predicted = (probabilities >= threshold).astype(np.int64)
     matrix = tf.math.confusion_matrix(labels, predicted, num_classes=2).numpy()
     tn, fp, fn, tp = (int(v) for v in matrix.ravel())
-    auc = keras.metrics.AUC(num_thresholds=10_001)
-    auc.update_state(labels, probabilities)
+    roc_auc = None
+    if tp + fn and tn + fp:
+        auc = keras.metrics.AUC(num_thresholds=10_001)
+        auc.update_state(labels, probabilities)
+        roc_auc = float(auc.result())
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     return {
@@ -69,10 +90,73 @@ def metrics(predictions: Predictions, threshold: float) -> dict:
         "accuracy": (tp + tn) / len(labels),
         "precision": precision,
         "recall": recall,
+        "false_alarm_rate": fp / (tn + fp) if tn + fp else None,
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "roc_auc": float(auc.result()),
+        "roc_auc": roc_auc,
         "confusion_matrix": {"labels": ["Negative", "Positive"],
                              "rows_true_columns_predicted": matrix.tolist()},
         "counts": {"total": int(len(labels)), "positive": int(tp + fn),
                    "negative": int(tn + fp), "errors": int(fp + fn)},
     }
+
+
+def metrics_by_source(predictions: Predictions, threshold: float) -> dict[str, dict]:
+    """:func:`metrics` on each source's own examples."""
+    sources = np.array(predictions.sources)
+    return {name: metrics(predictions.subset(sources == name), threshold)
+            for name in sorted(set(predictions.sources))}
+
+
+def photo_cases(whole: Predictions) -> list[tuple[str, int, np.ndarray]]:
+    """``(source, truth, tile probabilities)`` per photo judged at photo level.
+
+    A photo with any crack (a Positive or left-out window) is a cracked photo with all its
+    tiles. Intact photos are rare in crack-segmentation sets, so a cracked photo's
+    crack-free windows also make an intact "photo": the part of it an inspector would
+    want left unflagged. A single-image example (class folders) is a one-tile photo.
+    """
+    tiles: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for index, (source, photo) in enumerate(zip(whole.sources, whole.photos)):
+        tiles[(source, photo)].append(index)
+    cases = []
+    for (source, _), indices in sorted(tiles.items()):
+        labels = whole.labels[indices]
+        probabilities = whole.probabilities[indices]
+        if (labels != NEGATIVE).any():
+            cases.append((source, POSITIVE, probabilities))
+        if (labels == NEGATIVE).any():
+            cases.append((source, NEGATIVE, probabilities[labels == NEGATIVE]))
+    return cases
+
+
+def photo_metrics(cases: list[tuple[str, int, np.ndarray]], threshold: float,
+                  tiles_needed: int) -> dict:
+    """Photo-level recall and false-alarm rate, overall and per source."""
+    def figures(selected: list[tuple[str, int, np.ndarray]]) -> dict:
+        truth = np.array([t for _, t, _ in selected])
+        flagged = np.array([photo_probability(p, tiles_needed) >= threshold for _, _, p in selected])
+        cracked, intact = truth == POSITIVE, truth == NEGATIVE
+        return {"cracked_photos": int(cracked.sum()), "intact_photos": int(intact.sum()),
+                "recall": float(flagged[cracked].mean()) if cracked.any() else None,
+                "false_alarm_rate": float(flagged[intact].mean()) if intact.any() else None}
+
+    result = figures(cases)
+    result["by_source"] = {name: figures([c for c in cases if c[0] == name])
+                           for name in sorted({c[0] for c in cases})}
+    return result
+
+
+def choose_tiles_needed(cases: list[tuple[str, int, np.ndarray]], threshold: float) -> int:
+    """The ``k`` in 1..5 with the best balanced accuracy (mean of recall and 1 - false-alarm
+    rate, each averaged over sources so no source outvotes the others); ties to the
+    smallest ``k``, which misses the fewest cracks."""
+    def balanced(k: int) -> float:
+        scores = []
+        for figures in photo_metrics(cases, threshold, k)["by_source"].values():
+            scores += [v for v in (figures["recall"],
+                                   None if figures["false_alarm_rate"] is None
+                                   else 1 - figures["false_alarm_rate"]) if v is not None]
+        return float(np.mean(scores))
+
+    results = [balanced(k) for k in range(1, MAX_TILES_NEEDED + 1)]
+    return 1 + int(np.argmax(np.round(results, 9)))

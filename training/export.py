@@ -35,16 +35,20 @@ def verify(model_path: str, images: np.ndarray, expected: np.ndarray) -> float:
     return float(np.max(np.abs(reloaded.predict_on_batch(images)[:, 1] - expected)))
 
 
-def export(model: keras.Model, output: str, card: dict[str, Any]) -> dict[str, Any]:
-    """Write the model and a card that names it by content hash, so tampering shows."""
+def save_model(model: keras.Model, output: str) -> str:
+    """``model.keras`` in ``output``; its path."""
     model_path = posixpath.join(output, model_card.MODEL_FILE)
     model.save(model_path)
-    card = card | {
+    return model_path
+
+
+def describe(card: dict[str, Any], model_path: str) -> dict[str, Any]:
+    """The card naming the saved model by content hash, so tampering shows, and the
+    library versions it was made with. The caller writes it, once, when it is complete."""
+    return card | {
         "model_file": model_card.MODEL_FILE,
         "model_sha256": model_card.file_sha256(model_path),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                      "apache_beam": apache_beam.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
     }
-    model_card.write_card(output, card)
-    return card

@@ -1,4 +1,9 @@
-"""tf.data input from the TFRecord shards: parallel reads, decode, resize, augment, batch.
+"""tf.data input from the TFRecord shards: balanced sampling, decode, resize, augment, batch.
+
+Training draws from one stream per (source, class) so that no source and neither class is
+drowned by the largest one: half of each batch is cracks, half intact surface, each half
+shared equally among the sources that have that class. Otherwise 14,000 windows of walls
+would teach the model walls and the 500 of drone decks would hardly count.
 
 Resizing here uses the same op and settings as the model's own ``Resizing`` layer, so an
 image resized by the pipeline and an image of its original size resized inside the model
@@ -6,6 +11,7 @@ give identical pixels: evaluation and the exported model agree exactly.
 """
 from __future__ import annotations
 
+import json
 import posixpath
 
 import keras
@@ -14,6 +20,9 @@ import tensorflow as tf
 from training import records
 
 AUTOTUNE = tf.data.AUTOTUNE
+CLASS_NAMES = ("Negative", "Positive")
+# Per (source, class) stream; the shards are already in hash order, i.e. shuffled.
+STREAM_SHUFFLE = 2048
 
 
 def shard_files(data_dir: str, split: str) -> list[str]:
@@ -24,11 +33,22 @@ def shard_files(data_dir: str, split: str) -> list[str]:
     return files
 
 
+def read_manifest(data_dir: str) -> dict:
+    with tf.io.gfile.GFile(posixpath.join(data_dir, "manifest.json")) as handle:
+        return json.load(handle)
+
+
 def augmenter(seed: int) -> keras.Sequential:
-    """Cracks have no preferred direction: flips and free rotations keep the label."""
+    """What changes between drone photos of one crack: direction, distance, focus, light,
+    camera colour. None of it changes the label: a crack stays in the window's central half
+    under a zoom of at most 20%, and the blur is kept below erasing a hairline."""
     return keras.Sequential([
         keras.layers.RandomFlip("horizontal_and_vertical", seed=seed),
         keras.layers.RandomRotation(0.5, fill_mode="reflect", seed=seed + 1),
+        keras.layers.RandomZoom((-0.2, 0.2), fill_mode="reflect", seed=seed + 2),
+        keras.layers.RandomGaussianBlur(factor=0.5, kernel_size=3, sigma=1.0, seed=seed + 3),
+        keras.layers.RandomColorJitter(brightness_factor=0.2, contrast_factor=0.3,
+                                       saturation_factor=(0.3, 0.7), seed=seed + 4),
     ], name="augmentation")
 
 
@@ -36,29 +56,71 @@ def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=False)
 
 
-def dataset(data_dir: str, split: str, image_size: int, batch_size: int,
-            training: bool = False, seed: int = 0, with_meta: bool = False) -> tf.data.Dataset:
-    """Batches of (float 0-255 RGB images, labels); ``with_meta`` adds (source, sha256)."""
-    files = tf.data.Dataset.from_tensor_slices(shard_files(data_dir, split))
-    if training:
-        files = files.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=AUTOTUNE,
-                          num_parallel_calls=AUTOTUNE, deterministic=not training)
-    if training:
-        ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
+def _pixels(example: dict, image_size: int) -> tf.Tensor:
+    return resize(records.decode_pixels(example["image/encoded"], example["image/format"]),
+                  image_size)
 
-    def load(serialized: tf.Tensor):
-        example = records.parse(serialized)
-        image = resize(records.decode_pixels(example["image/encoded"],
-                                             example["image/format"]), image_size)
+
+def _parsed(data_dir: str, split: str) -> tf.data.Dataset:
+    return tf.data.TFRecordDataset(shard_files(data_dir, split),
+                                   num_parallel_reads=AUTOTUNE).map(
+        records.parse, num_parallel_calls=AUTOTUNE)
+
+
+def stream_weights(counts_by_source: dict[str, dict]) -> dict[tuple[str, int], float]:
+    """Sampling weight of each (source, class) stream with examples: each class half the
+    mass, shared equally among the sources that have it."""
+    streams = [(source, label) for source, counts in sorted(counts_by_source.items())
+               for label, name in enumerate(CLASS_NAMES) if counts.get(name, 0) > 0]
+    per_class = {label: sum(1 for _, l in streams if l == label) for label in (0, 1)}
+    present = [label for label in (0, 1) if per_class[label]]
+    return {(source, label): 1.0 / len(present) / per_class[label]
+            for source, label in streams}
+
+
+def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int
+                   ) -> tf.data.Dataset:
+    """Endless augmented training batches, balanced over sources and classes."""
+    counts = read_manifest(data_dir)["counts_by_source"]["train"]
+    parsed = _parsed(data_dir, "train")
+    streams, weights = [], []
+    for (source, label), weight in stream_weights(counts).items():
+        stream = parsed.filter(lambda e, s=source, l=label: tf.logical_and(
+            tf.equal(e["image/source"], s), tf.equal(e["image/label"], l)))
+        streams.append(stream.cache().shuffle(STREAM_SHUFFLE, seed=seed,
+                                              reshuffle_each_iteration=True).repeat())
+        weights.append(weight)
+    ds = tf.data.Dataset.sample_from_datasets(streams, weights, seed=seed)
+    ds = ds.map(lambda e: (_pixels(e, image_size), tf.cast(e["image/label"], tf.int32)),
+                num_parallel_calls=AUTOTUNE)
+    augment = augmenter(seed)
+    ds = ds.batch(batch_size, drop_remainder=True).map(
+        lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def dataset(data_dir: str, split: str, image_size: int, batch_size: int,
+            training: bool = False, seed: int = 0, with_meta: bool = False,
+            whole_photos: bool = False) -> tf.data.Dataset:
+    """Batches of (float 0-255 RGB images, labels), in file order unless ``training``.
+
+    ``training`` gives :func:`balanced_train`'s endless batches. ``with_meta`` adds a dict
+    of source, sha256, photo and label per example; ``whole_photos`` keeps the windows the
+    labelling rule left out (label -1), so that photos can be judged whole.
+    """
+    if training:
+        return balanced_train(data_dir, image_size, batch_size, seed)
+    ds = _parsed(data_dir, split)
+    if not whole_photos:
+        ds = ds.filter(lambda e: e["image/label"] >= 0)
+
+    def load(example: dict):
+        image = _pixels(example, image_size)
         label = tf.cast(example["image/label"], tf.int32)
         if with_meta:
-            return image, label, (example["image/source"], example["image/sha256"])
+            return image, label, {"source": example["image/source"],
+                                  "sha256": example["image/sha256"],
+                                  "photo": example["image/photo"]}
         return image, label
 
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=not training)
-    ds = ds.batch(batch_size, drop_remainder=False)
-    if training:
-        augment = augmenter(seed)
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    return ds.map(load, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)

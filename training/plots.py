@@ -67,3 +67,28 @@ def image_grid(images: np.ndarray, titles: list[str], path: str, colors: list[st
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def by_source(metrics: dict[str, dict], path: str) -> str:
+    """Accuracy, recall and false-alarm rate of each source's test examples, side by side:
+    a model that works on one kind of photo and fails on another shows it here first."""
+    names = list(metrics)
+    figures = (("accuracy", "accuracy", "tab:blue"), ("recall", "recall (cracks found)",
+                                                     "tab:green"),
+               ("false_alarm_rate", "false alarms (intact flagged)", "tab:red"))
+    fig, axis = plt.subplots(figsize=(max(6.0, 1.3 * len(names) + 2), 4))
+    width = 0.27
+    for offset, (key, label, color) in enumerate(figures):
+        values = [metrics[name][key] for name in names]
+        positions = np.arange(len(names)) + (offset - 1) * width
+        bars = axis.bar(positions, [v if v is not None else 0 for v in values], width,
+                        label=label, color=color)
+        for bar, value in zip(bars, values):
+            axis.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01,
+                      "n/a" if value is None else f"{value:.0%}", ha="center", fontsize=7)
+    axis.set_xticks(range(len(names)),
+                    [f"{n}\n({metrics[n]['counts']['total']})" for n in names], fontsize=8)
+    axis.set_ylim(0, 1.12)
+    axis.set_title("test windows by source")
+    axis.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)

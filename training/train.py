@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import posixpath
+import shlex
+import sys
 import time
 
 import keras
@@ -40,12 +42,12 @@ def callbacks(output: str, stage: str, patience: int) -> list[keras.callbacks.Ca
 
 def fit_stage(model: keras.Model, stage: str, train_ds: tf.data.Dataset,
               val_ds: tf.data.Dataset, args: argparse.Namespace, epochs: int,
-              learning_rate: float) -> dict:
+              learning_rate: float, steps_per_epoch: int) -> dict:
     """One stage: compile, fit with early stopping, and its best validation figures."""
     model_lib.compile_model(model, learning_rate)
     started = time.monotonic()
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                        steps_per_epoch=args.steps_per_epoch,
+                        steps_per_epoch=steps_per_epoch,
                         callbacks=callbacks(args.output, stage, args.patience),
                         verbose=2)
     loss, accuracy = model.evaluate(val_ds, verbose=0)
@@ -61,17 +63,20 @@ def fit_stage(model: keras.Model, stage: str, train_ds: tf.data.Dataset,
 def write_test_summary(output: str, test_metrics: dict) -> None:
     """Test figures beside the stages' curves in TensorBoard."""
     with tf.summary.create_file_writer(posixpath.join(output, "logs", "test")).as_default():
-        for name in ("accuracy", "precision", "recall", "f1", "roc_auc"):
-            tf.summary.scalar(f"test/{name}", test_metrics[name], step=0)
+        for name in ("accuracy", "precision", "recall", "false_alarm_rate", "f1", "roc_auc"):
+            if test_metrics[name] is not None:
+                tf.summary.scalar(f"test/{name}", test_metrics[name], step=0)
 
 
 def save_plots(output: str, args: argparse.Namespace, stages: dict, test: evaluate.Predictions,
-               test_metrics: dict, class_names: list[str]) -> list[str]:
+               test_metrics: dict, by_source: dict[str, dict], class_names: list[str]
+               ) -> list[str]:
     plot_dir = posixpath.join(output, "plots")
     curves = [(name, result["history"]) for name, result in stages.items() if "history" in result]
     paths = [plots.training_curves(curves, posixpath.join(plot_dir, "training_curves.png")),
              plots.confusion_matrix(test_metrics["confusion_matrix"]["rows_true_columns_predicted"],
-                                    class_names, posixpath.join(plot_dir, "confusion_matrix.png"))]
+                                    class_names, posixpath.join(plot_dir, "confusion_matrix.png")),
+             plots.by_source(by_source, posixpath.join(plot_dir, "test_by_source.png"))]
     images, labels = next(iter(input_pipeline.dataset(
         args.data, "train", args.image_size, 16, training=True, seed=args.seed)))
     paths.append(plots.image_grid(images.numpy(), [class_names[i] for i in labels.numpy()],
@@ -91,29 +96,46 @@ def save_plots(output: str, args: argparse.Namespace, stages: dict, test: evalua
     return paths
 
 
-def train(args: argparse.Namespace) -> dict:
+def predict_whole(model: keras.Model, args: argparse.Namespace, split: str
+                  ) -> tuple[evaluate.Predictions, evaluate.Predictions]:
+    """Every window of a split's photos, and the labelled ones among them."""
+    whole = evaluate.predict(model, input_pipeline.dataset(
+        args.data, split, args.image_size, args.batch_size, with_meta=True,
+        whole_photos=True))
+    return whole, whole.subset(whole.labels >= 0)
+
+
+def training_sources(manifest: dict) -> list[dict]:
+    """What the model learnt from, with each source's licence, for its card."""
+    return [{"name": s["name"], "kind": s["kind"], "photos": s["photos"],
+             "licence": s.get("licence") or "not stated; see the source's origin",
+             "examples": {split: manifest["counts_by_source"][split][s["name"]]
+                          for split in ("train", "val", "test")}}
+            for s in manifest["sources"]]
+
+
+def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     keras.utils.set_random_seed(args.seed)
     started = time.monotonic()
-    with tf.io.gfile.GFile(posixpath.join(args.data, "manifest.json")) as handle:
-        manifest = json.load(handle)
+    manifest = input_pipeline.read_manifest(args.data)
     class_names = manifest["class_names"]
     tf.io.gfile.makedirs(args.output)
     train_ds = input_pipeline.dataset(args.data, "train", args.image_size, args.batch_size,
                                       training=True, seed=args.seed)
-    if args.steps_per_epoch:
-        train_ds = train_ds.repeat()
+    steps = args.steps_per_epoch or max(1, manifest["counts"]["train"]["total"]
+                                        // args.batch_size)
     val_ds = input_pipeline.dataset(args.data, "val", args.image_size, args.batch_size)
     model, base = model_lib.build(args.image_size, args.weights, args.dropout,
                                   len(class_names))
     stages = {"stage1": fit_stage(model, "stage1", train_ds, val_ds, args, args.epochs,
-                                  args.learning_rate)}
+                                  args.learning_rate, steps)}
     if args.fine_tune_epochs and args.weights != "none":
         stage1_weights = model.get_weights()
         unfrozen = model_lib.unfreeze_top(base, args.fine_tune_layers)
         log.info("stage2: %d backbone layers with weights unfrozen (batch norm frozen)",
                  unfrozen)
         stage2 = fit_stage(model, "stage2", train_ds, val_ds, args, args.fine_tune_epochs,
-                           args.fine_tune_learning_rate)
+                           args.fine_tune_learning_rate, steps)
         stage2["unfrozen_layers"] = unfrozen
         stage2["kept"] = stage2["val_loss"] < stages["stage1"]["val_loss"]
         if not stage2["kept"]:
@@ -125,17 +147,33 @@ def train(args: argparse.Namespace) -> dict:
         stages["stage2"] = {"skipped": "no pretrained backbone to fine-tune"
                             if args.weights == "none" else "--fine-tune-epochs 0"}
 
-    val = evaluate.predict(model, input_pipeline.dataset(
-        args.data, "val", args.image_size, args.batch_size, with_meta=True))
+    val_whole, val = predict_whole(model, args, "val")
     threshold = evaluate.choose_threshold(val.probabilities, val.labels)
-    test = evaluate.predict(model, input_pipeline.dataset(
-        args.data, "test", args.image_size, args.batch_size, with_meta=True))
+    test_whole, test = predict_whole(model, args, "test")
     test_metrics = evaluate.metrics(test, threshold)
     val_metrics = evaluate.metrics(val, threshold)
+    by_source = {"test": evaluate.metrics_by_source(test, threshold),
+                 "val": evaluate.metrics_by_source(val, threshold)}
+    val_photos = evaluate.photo_cases(val_whole)
+    tiles_needed = evaluate.choose_tiles_needed(val_photos, threshold)
+    photo_rule = {
+        "tiles_needed": tiles_needed,
+        "rule": f"a photo is {class_names[evaluate.POSITIVE]} when at least {tiles_needed} of "
+                f"its tiles (all of them, if it has fewer) reach the threshold; its "
+                f"crack_probability is its {tiles_needed}-th highest tile probability",
+        "chosen_by": "best balanced accuracy on whole validation photos, averaged over "
+                     "sources; ties to the fewest tiles",
+        "val": evaluate.photo_metrics(val_photos, threshold, tiles_needed),
+        "test": evaluate.photo_metrics(evaluate.photo_cases(test_whole), threshold,
+                                       tiles_needed),
+    }
+    log.info("photo rule: %d tile(s); test photos: recall %s, false alarms %s", tiles_needed,
+             photo_rule["test"]["recall"], photo_rule["test"]["false_alarm_rate"])
     write_test_summary(args.output, test_metrics)
-    plot_paths = save_plots(args.output, args, stages, test, test_metrics, class_names)
+    plot_paths = save_plots(args.output, args, stages, test, test_metrics, by_source["test"],
+                            class_names)
 
-    card = export.export(model, args.output, {
+    card = {
         "name": "crackscan-mobilenet-v2",
         "class_names": class_names,
         "positive_class": class_names[evaluate.POSITIVE],
@@ -146,19 +184,27 @@ def train(args: argparse.Namespace) -> dict:
         "output": "softmax probabilities over class_names",
         "threshold": threshold,
         "threshold_rule": "maximum F1 on the validation split, ties towards 0.5",
+        "photo_rule": photo_rule,
         "metrics": {"test": test_metrics, "val": val_metrics},
+        "metrics_by_source": by_source,
         "weights": args.weights if args.weights in model_lib.WEIGHT_CHOICES
         else f"file:{os.path.basename(args.weights)}",
         "data": {"fingerprint": manifest["source_fingerprint"], "source": manifest["source"],
-                 "counts": manifest["counts"]},
-    })
-    evaluated = dict(zip(test.sha256, test.probabilities))
+                 "counts": manifest["counts"], "window_rule": manifest["options"].get(
+                     "window_rule"), "split_rule": manifest["options"]["split_rule"]},
+        "training_sources": training_sources(manifest),
+        "reproduce": [manifest.get("command"), "python -m training.train " + " ".join(
+            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))],
+    }
+    evaluated = dict(zip(test_whole.sha256, test_whole.probabilities))
     # Both exports must reproduce the evaluated probabilities on the same raw uint8 images.
     images, hashes = export.native_batch(args.data, "test", 64)
     positive = np.array([evaluated[h] for h in hashes])
-    gap = export.verify(posixpath.join(args.output, card["model_file"]), images, positive)
+    model_path = export.save_model(model, args.output)
+    gap = export.verify(model_path, images, positive)
     if gap > 1e-4:
         raise RuntimeError(f"exported model disagrees with the evaluation by {gap:.2e}")
+    card = export.describe(card, model_path)
     card = export_tflite.export(model, args.output, card, images,
                                 np.stack([1 - positive, positive], axis=1))
     if args.int8:
@@ -166,7 +212,8 @@ def train(args: argparse.Namespace) -> dict:
             h: (int(y), float(p)) for h, y, p in zip(test.sha256, test.labels,
                                                      test.probabilities)})
     model_card.write_card(args.output, card)
-    report = {"test": test_metrics, "val": val_metrics, "stages": stages,
+    report = {"test": test_metrics, "val": val_metrics, "by_source": by_source,
+              "photo_rule": photo_rule, "stages": stages,
               "export_max_abs_diff": gap, "tflite_max_abs_diff": card["tflite_max_abs_diff"],
               "model_version": card["model_sha256"][:12],
               "data_fingerprint": manifest["source_fingerprint"],
@@ -175,14 +222,18 @@ def train(args: argparse.Namespace) -> dict:
     with tf.io.gfile.GFile(posixpath.join(args.output, "metrics.json"), "w") as handle:
         json.dump(report, handle, indent=2)
     with tf.io.gfile.GFile(posixpath.join(args.output, "test_predictions.json"), "w") as handle:
-        json.dump([{"source": s, "sha256": h, "label": int(y), "crack_probability": float(p)}
-                   for s, h, y, p in zip(test.sources, test.sha256, test.labels,
-                                         test.probabilities)], handle)
+        json.dump([{"source": s, "photo": ph, "sha256": h, "label": int(y),
+                    "crack_probability": float(p)}
+                   for s, ph, h, y, p in zip(test.sources, test.photos, test.sha256,
+                                             test.labels, test.probabilities)], handle)
     return report
 
 
 def tile_size(manifest: dict, image_size: int) -> int:
-    """The training patch side (the most common image size), which scoring tiles match."""
+    """The window side the data set was cut at, else the training patch side (the most
+    common square image size): what scoring tiles must match."""
+    if manifest.get("tile_size"):
+        return int(manifest["tile_size"])
     for size in manifest.get("image_sizes", {}):
         width, height = (int(v) for v in size.split("x"))
         if width == height:
@@ -208,7 +259,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--steps-per-epoch", type=int, default=None,
-                   help="cap on training steps per epoch (quick runs)")
+                   help="training batches per epoch; batches are drawn balanced from an "
+                        "endless stream (default: as many as the train split holds)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--int8", action="store_true",
                    help="also export a full-integer model_int8.tflite, calibrated on training "
@@ -219,7 +271,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
-    report = train(args)
+    report = train(args, argv)
     test = report["test"]
     print(f"test accuracy {test['accuracy']:.4f}  precision {test['precision']:.4f}  "
           f"recall {test['recall']:.4f}  F1 {test['f1']:.4f}  ROC AUC {test['roc_auc']:.4f}  "
