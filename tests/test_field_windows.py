@@ -1,0 +1,198 @@
+"""Mask sources: windows labelled from crack masks, cut exactly as the scorer tiles, and a
+split that keeps every window of a photo and every near-copy of it on one side."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image, ImageEnhance
+
+from crackscan.tiles import default_stride, plan_tiles
+from training import build_dataset, records, windows
+
+SIZE = 224
+
+
+def mask_with(*boxes: tuple[int, int, int, int, int], side: int = SIZE) -> np.ndarray:
+    """A hand-made mask: each box ``(x0, y0, x1, y1, value)`` painted in."""
+    mask = np.zeros((side, side), np.uint8)
+    for x0, y0, x1, y1, value in boxes:
+        mask[y0:y1, x0:x1] = value
+    return mask
+
+
+@pytest.mark.parametrize("mask,expected", [
+    (mask_with((110, 20, 113, 200, 255)), (windows.POSITIVE, False)),  # a crack through the centre
+    (mask_with((10, 10, 12, 60, 255)), (windows.EXCLUDED, False)),  # only near the edge
+    (mask_with(), (windows.NEGATIVE, False)),  # nothing
+    (mask_with((0, 100, 224, 106, 128)), (windows.NEGATIVE, True)),  # a joint, no crack
+    (mask_with((0, 100, 224, 106, 128), (112, 112, 114, 114, 255)),
+     (windows.POSITIVE, False)),  # a joint and a crack in the centre
+], ids=["crack-at-centre", "crack-at-edge", "none", "joints-only", "joint-and-crack"])
+def test_window_label_rule_on_hand_made_masks(mask, expected):
+    assert windows.label_window(mask, 0, 0, SIZE) == expected
+
+
+def test_a_crack_just_outside_the_window_leaves_it_out_but_one_far_away_does_not():
+    mask = np.zeros((SIZE, 2 * SIZE), np.uint8)
+    mask[:, SIZE + 2] = 255  # 2 px right of the first window, within the 4 px margin
+    assert windows.label_window(mask, 0, 0, SIZE) == (windows.EXCLUDED, False)
+    mask[:] = 0
+    mask[:, SIZE + 20] = 255
+    assert windows.label_window(mask, 0, 0, SIZE) == (windows.NEGATIVE, False)
+
+
+def test_windows_are_the_scorers_tiles_and_a_small_photo_keeps_its_crack():
+    """A 160 px photo is scaled up to one tile, as the scorer does; its mask follows with
+    nearest-neighbour resampling, so a 1-px crack stays crack (not a blend of 0 and 255)."""
+    rgb = np.full((160, 160, 3), 128, np.uint8)
+    mask = mask_with((80, 0, 81, 160, 255), side=160)
+    plan = plan_tiles(160, 160, SIZE, default_stride(SIZE), 10**8)
+    (window,) = windows.windows(plan, rgb, mask)
+    assert window.label == windows.POSITIVE and window.pixels.shape == (SIZE, SIZE, 3)
+    big = np.zeros((500, 700, 3), np.uint8)
+    plan = plan_tiles(700, 500, SIZE, default_stride(SIZE), 10**8)
+    boxes = [w.box for w in windows.windows(plan, big, np.zeros((500, 700), np.uint8))]
+    assert boxes == [box for _, box, _ in plan.tiles(big)]
+
+
+def jpeg(image: Image.Image, quality: int = 92) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def field_photos(shared_dir: Path) -> list[tuple[Path, Path]]:
+    """Twelve real uav75 drone photos (512x512, cracks and formwork joints) with masks."""
+    from conftest import require
+
+    root = require(shared_dir / "data" / "field" / "uav75")
+    images = sorted((root / "images").glob("*.jpg"))[:12]
+    return [(image, root / "masks" / f"{image.stem}.png") for image in images]
+
+
+def mask_source(root: Path, photos: list[tuple[Path, Path]]) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for image, mask in photos:
+        shutil.copy(image, root / "images" / image.name)
+        shutil.copy(mask, root / "masks" / mask.name)
+    return root
+
+
+def read_records(output: Path) -> list[dict]:
+    rows = []
+    for split in build_dataset.SPLITS:
+        for path in sorted(output.glob(f"{split}-*.tfrecord")):
+            for serialized in tf.data.TFRecordDataset(str(path)):
+                example = records.parse(serialized)
+                row = {key.split("/")[1]: example[key].numpy() for key in example}
+                rows.append(row | {"split": split})
+    return rows
+
+
+def test_mask_source_windows_carry_label_box_source_and_the_scorers_pixels(field_photos,
+                                                                          tmp_path):
+    source = mask_source(tmp_path / "uav", field_photos)
+    manifest = build_dataset.build([f"drone={source}"], str(tmp_path / "out"), shards=2)
+    rows = read_records(tmp_path / "out")
+    assert manifest["sources"][0] | {"licence": None} == {
+        "name": "drone", "path": str(source), "kind": "masks", "photos": 12, "licence": None}
+    assert {r["source"] for r in rows} == {b"drone"}
+    # 512 px photos: 3 x 3 tiles at the default stride, all of them in val/test records.
+    per_photo = {}
+    for row in rows:
+        per_photo.setdefault(row["uri"], []).append(row)
+    plan = plan_tiles(512, 512, SIZE, default_stride(SIZE), 10**8)
+    for uri, photo_rows in per_photo.items():
+        rgb = np.asarray(Image.open(uri.decode()).convert("RGB"))
+        mask = np.asarray(Image.open(uri.decode().replace("/images/", "/masks/")
+                                     .replace(".jpg", ".png")))
+        expected = {w.box: w for w in windows.windows(plan, rgb, mask)}
+        for row in photo_rows:
+            window = expected[tuple(int(v) for v in row["box"])]
+            assert row["label"] == window.label and row["hard_negative"] == window.hard_negative
+            pixels = records.decode_pixels(tf.constant(row["encoded"]), tf.constant(b"png"))
+            assert np.array_equal(pixels.numpy(), window.pixels)
+        if photo_rows[0]["split"] != "train":
+            assert len(photo_rows) == plan.count
+        else:
+            assert all(r["label"] != windows.EXCLUDED for r in photo_rows)
+    counts = manifest["counts_by_source"]
+    assert sum(counts[s]["drone"]["hard_negative"] for s in build_dataset.SPLITS) == sum(
+        r["hard_negative"] for r in rows) > 0
+
+
+def test_a_photo_and_its_near_copies_land_in_one_split(field_photos, tmp_path):
+    """Copies an augmented export would hold (mirrored, turned, brightened, re-encoded),
+    under unrelated names and without any manifest, stay with their original."""
+    photos = field_photos[:10]
+    source = mask_source(tmp_path / "src", photos)
+    original, mask = photos[0]
+    image = Image.open(original)
+    copies = {
+        "copy_a": image.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        "copy_b": ImageEnhance.Brightness(image.rotate(90)).enhance(1.05),
+        "copy_c": image,
+    }
+    mask_image = Image.open(mask)
+    masks = {"copy_a": mask_image.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+             "copy_b": mask_image.rotate(90), "copy_c": mask_image}
+    for name, copy in copies.items():
+        (source / "images" / f"{name}.jpg").write_bytes(jpeg(copy, 85))
+        masks[name].save(source / "masks" / f"{name}.png")
+    # Enough unrelated photos that a split by file would separate the four by chance.
+    for fraction in (0.3, 0.5, 0.7):
+        manifest = build_dataset.build([str(source)], str(tmp_path / f"out{fraction}"),
+                                       shards=1, val_fraction=0.0, test_fraction=fraction)
+        rows = read_records(tmp_path / f"out{fraction}")
+        splits = {r["split"] for r in rows
+                  if Path(r["uri"].decode()).stem in {original.stem, *copies}}
+        assert len(splits) == 1
+        assert manifest["groups"]["near_copy_pairs"] >= 3  # joining the four
+        assert manifest["groups"]["largest_group"] >= 4
+
+
+def test_missing_and_mismatched_masks_are_reported_and_skipped(field_photos, tmp_path):
+    source = mask_source(tmp_path / "src", field_photos[:4])
+    no_mask, wrong_size, rgb_mask = (p[0].stem for p in field_photos[1:4])
+    (source / "masks" / f"{no_mask}.png").unlink()
+    Image.new("L", (100, 100)).save(source / "masks" / f"{wrong_size}.png")
+    Image.new("RGB", (512, 512)).save(source / "masks" / f"{rgb_mask}.png")
+    manifest = build_dataset.build([str(source)], str(tmp_path / "out"), shards=1)
+    errors = {Path(e["uri"]).stem: e for e in manifest["errors"]}
+    assert errors[no_mask]["error"] == f"no mask: expected masks/{no_mask}.png"
+    assert "mask is 100x100 but its image is 512x512" in errors[wrong_size]["error"]
+    assert "not a single-channel 8-bit mask" in errors[rgb_mask]["error"]
+    assert {e["stage"] for e in manifest["errors"]} == {"mask"}
+    assert manifest["sources"][0]["photos"] == 1
+    assert {r["uri"] for r in read_records(tmp_path / "out")} == {
+        str(source / "images" / field_photos[0][0].name).encode()}
+
+
+def test_class_folders_and_mask_sources_build_one_data_set(field_photos, concrete_dir,
+                                                           tmp_path):
+    folders = tmp_path / "lab"
+    for name in build_dataset.CLASS_NAMES:
+        (folders / name).mkdir(parents=True)
+        for path in sorted((concrete_dir / name).glob("*.jpg"))[:20]:
+            shutil.copy(path, folders / name / path.name)
+    drone = mask_source(tmp_path / "drone", field_photos)
+    output = tmp_path / "out"
+    build_dataset.main(["--source", str(folders), "--source", str(drone), "--output",
+                        str(output), "--licence", "lab=CC BY 4.0"])
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert [(s["name"], s["kind"], s["licence"]) for s in manifest["sources"]] == [
+        ("lab", "class folders", "CC BY 4.0"), ("drone", "masks", None)]
+    by_source = manifest["counts_by_source"]
+    assert sum(by_source[s]["lab"]["total"] for s in build_dataset.SPLITS) == 40
+    assert sum(by_source[s]["drone"]["total"] for s in build_dataset.SPLITS) == sum(
+        manifest["counts"][s]["total"] for s in build_dataset.SPLITS) - 40
+    assert manifest["tile_size"] == SIZE
+    assert manifest["command"].startswith("python -m training.build_dataset --source")
