@@ -1,6 +1,9 @@
-"""The whole product on an embedded default: no data set, no cloud, no GPU, a few minutes.
+"""Training end to end on generated data: no data set, no cloud, no GPU, a few minutes.
 
-``python -m crackscan.demo [--output demo-output]``
+``python -m training.demo [--output train-demo-output]``
+
+It sits on top of both halves of the product (it trains, then scores with the pipeline), so
+nothing below imports it.
 
 1. generates a labelled archive of concrete-like patches (``Negative/``, ``Positive/``),
 2. builds the sharded TFRecord data set from it,
@@ -48,7 +51,9 @@ def print_against_truth(scores: str, members: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", default="demo-output", help="folder for everything")
+    parser.add_argument("--output", default="train-demo-output",
+                        help="folder for everything; replaced on every run (default: "
+                             "train-demo-output)")
     parser.add_argument("--weights", default="none",
                         help="backbone: 'none' (offline), 'imagenet' or a .weights.h5 path")
     parser.add_argument("--per-class", type=int, default=300, help="patches per class")

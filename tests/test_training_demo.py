@@ -1,11 +1,11 @@
-"""The README's main command, shrunk: generate, build, train, score, all offline."""
+"""The README's training demo, shrunk: generate, build, train, score, all offline."""
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
 
-from crackscan import demo
+from training import demo
 
 
 def test_demo_runs_end_to_end_offline(tmp_path: Path):
