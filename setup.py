@@ -1,24 +1,45 @@
 """Install crackscan: the training package, the Beam scoring pipeline and their shared core.
 
-The TensorFlow distribution is chosen at install time: the CPU build by default (no CUDA
-wheels on laptops, CI or Dataflow CPU workers); set ``CRACKSCAN_TENSORFLOW=tensorflow`` to
-install the GPU-capable build instead. The same file is Dataflow's ``--setup_file``.
+The TensorFlow distribution is chosen at install time: the CPU build by default on Linux and
+Windows (no CUDA wheels on laptops, CI or Dataflow CPU workers) and ``tensorflow`` on macOS,
+where ``tensorflow-cpu`` has no wheels; set ``CRACKSCAN_TENSORFLOW=tensorflow`` (or any
+distribution name) to choose for every platform. The same file is Dataflow's ``--setup_file``.
 """
 import os
 
 from setuptools import find_packages, setup
 
-TENSORFLOW = os.environ.get("CRACKSCAN_TENSORFLOW", "tensorflow-cpu")
+TENSORFLOW_VERSION = "2.21.0"
+CHOSEN = os.environ.get("CRACKSCAN_TENSORFLOW")
+TENSORFLOW = [f"{CHOSEN}=={TENSORFLOW_VERSION}"] if CHOSEN else [
+    f"tensorflow-cpu=={TENSORFLOW_VERSION}; sys_platform != 'darwin'",
+    f"tensorflow=={TENSORFLOW_VERSION}; sys_platform == 'darwin'",
+]
 
 setup(
     name="crackscan",
     version="0.1.0",
     description="Concrete crack classifier training and bulk scoring with Apache Beam",
-    python_requires=">=3.10,<3.13",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Operating System :: POSIX :: Linux",
+        "Operating System :: MacOS",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+    python_requires=">=3.10,<3.14",
     packages=find_packages(include=["crackscan", "crackscan.*", "training", "training.*",
                                     "pipeline", "pipeline.*"]),
+    # The shipped field model and the demo's sample survey travel with the code.
+    package_data={"pipeline": ["default_model/*", "sample_survey/*.md",
+                               "sample_survey/*.csv", "sample_survey/photos/*"]},
     install_requires=[
-        f"{TENSORFLOW}==2.21.0",
+        *TENSORFLOW,
         # The CPU build of TensorFlow does not pull TensorBoard; the callback needs it.
         "tensorboard>=2.21,<2.22",
         "apache-beam[gcp]==2.77.0",
@@ -44,7 +65,8 @@ setup(
             "crackscan-build-dataset=training.build_dataset:main",
             "crackscan-train=training.train:main",
             "crackscan-score=pipeline.score:main",
-            "crackscan-demo=crackscan.demo:main",
+            "crackscan-demo=pipeline.demo:main",
+            "crackscan-train-demo=training.demo:main",
         ],
     },
 )
