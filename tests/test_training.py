@@ -9,14 +9,17 @@ import pytest
 import tensorflow as tf
 
 from crackscan import model_card
+from crackscan.verdict import photo_probability
 from training import evaluate, export, input_pipeline, model as model_lib
 
 
-def test_two_stage_model_reaches_97_percent_on_test(training_report):
+def test_two_stage_model_reaches_97_percent_on_test(training_report, concrete_dataset):
     test = training_report["test"]
     assert test["accuracy"] >= 0.97, test
     assert test["f1"] >= 0.97 and test["roc_auc"] >= 0.99
-    assert test["counts"]["total"] == 393
+    manifest = json.loads((concrete_dataset / "manifest.json").read_text())
+    assert test["counts"]["total"] == manifest["counts"]["test"]["total"]
+    assert training_report["by_source"]["test"]["concrete"]["counts"] == test["counts"]
 
 
 def test_stage_two_ran_on_a_frozen_batch_norm_and_is_kept_only_if_it_helps(training_report):
@@ -54,7 +57,7 @@ def test_metrics_file_and_plots_are_written(trained_model_dir, training_report):
     matrix = np.array(metrics["test"]["confusion_matrix"]["rows_true_columns_predicted"])
     assert matrix.sum() == metrics["test"]["counts"]["total"]
     for plot in ("training_curves", "confusion_matrix", "augmented_samples",
-                 "test_predictions"):
+                 "test_predictions", "test_by_source"):
         path = trained_model_dir / "plots" / f"{plot}.png"
         assert path.stat().st_size > 10_000, path
     for stage in ("stage1", "stage2", "test"):
@@ -79,7 +82,7 @@ def test_reloaded_model_on_raw_uint8_images_gives_the_evaluated_probabilities(
         trained_model_dir, concrete_dataset):
     evaluated = {row["sha256"]: row["crack_probability"] for row in json.loads(
         (trained_model_dir / "test_predictions.json").read_text())}
-    images, hashes = export.native_batch(str(concrete_dataset), "test", 393)
+    images, hashes = export.native_batch(str(concrete_dataset), "test", len(evaluated))
     assert images.dtype == np.uint8 and images.shape[1:] == (227, 227, 3)
     model = keras.saving.load_model(trained_model_dir / "model.keras")
     probabilities = np.concatenate([model.predict_on_batch(images[i:i + 100])[:, 1]
@@ -100,14 +103,60 @@ def test_threshold_rule_prefers_max_f1_then_closeness_to_half():
 
 def test_metrics_match_hand_counts():
     predictions = evaluate.Predictions(np.array([0.9, 0.8, 0.3, 0.1, 0.6]),
-                                       np.array([1, 1, 1, 0, 0]), [""] * 5, [""] * 5)
+                                       np.array([1, 1, 1, 0, 0]), [""] * 5, [""] * 5,
+                                       [""] * 5)
     result = evaluate.metrics(predictions, 0.5)
     assert result["confusion_matrix"]["rows_true_columns_predicted"] == [[1, 1], [1, 2]]
     assert result["accuracy"] == pytest.approx(0.6)
     assert result["precision"] == pytest.approx(2 / 3)
     assert result["recall"] == pytest.approx(2 / 3)
     assert result["roc_auc"] == pytest.approx(5 / 6, abs=1e-3)
+    assert result["false_alarm_rate"] == pytest.approx(1 / 2)
 
+
+def test_photo_rule_counts_tiles_and_is_chosen_on_whole_photos():
+    assert photo_probability([0.1, 0.9, 0.7, 0.2], 1) == 0.9
+    assert photo_probability([0.1, 0.9, 0.7, 0.2], 2) == 0.7
+    assert photo_probability([0.6], 3) == 0.6  # fewer tiles than needed: its lowest
+    # Cracked photos light up 3+ tiles; intact ones have one stray tile each.
+    cases = [("s", 1, np.array([0.9, 0.8, 0.95, 0.1])) for _ in range(5)] + [
+        ("s", 0, np.array([0.9, 0.1, 0.2, 0.1])) for _ in range(5)]
+    assert evaluate.choose_tiles_needed(cases, 0.5) == 2
+    figures = evaluate.photo_metrics(cases, 0.5, 2)
+    assert figures["recall"] == 1.0 and figures["false_alarm_rate"] == 0.0
+    assert evaluate.photo_metrics(cases, 0.5, 1)["false_alarm_rate"] == 1.0
+
+
+def test_photo_cases_split_a_photo_into_its_cracked_whole_and_its_intact_part():
+    whole = evaluate.Predictions(np.array([0.9, 0.2, 0.3, 0.8]), np.array([1, 0, -1, 0]),
+                                 ["a"] * 4, ["h1", "h2", "h3", "h4"], ["p"] * 4)
+    (cracked, intact) = evaluate.photo_cases(whole)
+    assert cracked[1] == 1 and sorted(cracked[2]) == [0.2, 0.3, 0.8, 0.9]
+    assert intact[1] == 0 and sorted(intact[2]) == [0.2, 0.8]
+
+
+def test_sampling_weights_halve_the_classes_and_share_them_among_sources():
+    weights = input_pipeline.stream_weights({
+        "lab": {"Negative": 100, "Positive": 100}, "drone": {"Negative": 5, "Positive": 50},
+        "bricks": {"Negative": 0, "Positive": 30}})
+    assert weights == {("bricks", 1): pytest.approx(1 / 6), ("drone", 0): 0.25,
+                       ("drone", 1): pytest.approx(1 / 6), ("lab", 0): 0.25,
+                       ("lab", 1): pytest.approx(1 / 6)}
+
+
+def test_training_batches_are_balanced_whatever_the_split_holds(concrete_dir, tmp_path):
+    from training import build_dataset
+
+    source = tmp_path / "src"
+    for name, count in (("Positive", 60), ("Negative", 10)):
+        (source / name).mkdir(parents=True)
+        for path in sorted((concrete_dir / name).glob("*.jpg"))[:count]:
+            (source / name / path.name).write_bytes(path.read_bytes())
+    build_dataset.build(str(source), str(tmp_path / "data"), shards=2)
+    batches = input_pipeline.dataset(str(tmp_path / "data"), "train", 32, 50, training=True,
+                                     seed=1)
+    labels = np.concatenate([y.numpy() for _, y in batches.take(8)])
+    assert 0.4 < labels.mean() < 0.6  # 6:1 in the files, 1:1 in training
 
 def test_augmentation_only_on_the_training_split(concrete_dataset):
     eval_a = next(iter(input_pipeline.dataset(str(concrete_dataset), "val", 64, 8)))[0]
