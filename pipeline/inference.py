@@ -30,6 +30,8 @@ from crackscan.verdict import photo_probability
 from pipeline.records import TileKey, TileScore, probability
 
 SCORES, FAILED = "scores", "failed"
+# The field model the package ships (LiteRT file + card, see its card for how it was made).
+SHIPPED_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_model")
 LITERT, KERAS = "litert", "keras"
 RUNTIMES = (LITERT, KERAS)
 # Tiles per model call, the fastest measured on CPU (bench/README.md): XNNPACK runs MobileNetV2
