@@ -12,14 +12,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from training import build_dataset, records
+from training import build_dataset, tfrecords
 
 
 def read_split(output: Path, split: str) -> list[dict]:
     rows = []
     for path in sorted(output.glob(f"{split}-*.tfrecord")):
         for serialized in tf.data.TFRecordDataset(str(path)):
-            example = records.parse(serialized)
+            example = tfrecords.parse(serialized)
             rows.append({key.split("/")[1]: example[key].numpy() for key in example})
     return rows
 
@@ -118,7 +118,7 @@ def test_records_hold_the_original_jpeg_bytes(small_build, small_source):
     assert row["encoded"] == source.read_bytes()
     assert row["format"] == b"jpeg"
     assert row["label"] == build_dataset.CLASS_NAMES.index(source.parent.name)
-    pixels = records.decode_pixels(tf.constant(row["encoded"]), tf.constant(row["format"]))
+    pixels = tfrecords.decode_pixels(tf.constant(row["encoded"]), tf.constant(row["format"]))
     assert np.array_equal(pixels.numpy(), np.asarray(Image.open(source).convert("RGB")))
 
 
@@ -156,7 +156,7 @@ def test_non_jpeg_inputs_are_stored_as_the_pixels_the_scorer_sees(concrete_dir, 
     for row in rows:
         assert row["format"] == b"png"
         original = Path(row["uri"].decode()).read_bytes()
-        pixels = records.decode_pixels(tf.constant(row["encoded"]), tf.constant(row["format"]))
+        pixels = tfrecords.decode_pixels(tf.constant(row["encoded"]), tf.constant(row["format"]))
         assert np.array_equal(pixels.numpy(), decode.decode_rgb(original))
 
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 from PIL import Image, ImageEnhance
 
 from crackscan.tiles import default_stride, plan_tiles
-from training import build_dataset, records, windows
+from training import build_dataset, tfrecords, windows
 
 SIZE = 224
 
@@ -91,7 +91,7 @@ def read_records(output: Path) -> list[dict]:
     for split in build_dataset.SPLITS:
         for path in sorted(output.glob(f"{split}-*.tfrecord")):
             for serialized in tf.data.TFRecordDataset(str(path)):
-                example = records.parse(serialized)
+                example = tfrecords.parse(serialized)
                 row = {key.split("/")[1]: example[key].numpy() for key in example}
                 rows.append(row | {"split": split})
     return rows
@@ -105,7 +105,7 @@ def test_mask_source_windows_carry_label_box_source_and_the_scorers_pixels(field
     assert manifest["sources"][0] | {"licence": None} == {
         "name": "drone", "path": str(source), "kind": "masks", "photos": 12, "licence": None}
     assert {r["source"] for r in rows} == {b"drone"}
-    # 512 px photos: 3 x 3 tiles at the default stride, all of them in val/test records.
+    # 512 px photos: 3 x 3 tiles at the default stride, all of them in val/test tfrecords.
     per_photo = {}
     for row in rows:
         per_photo.setdefault(row["uri"], []).append(row)
@@ -118,7 +118,7 @@ def test_mask_source_windows_carry_label_box_source_and_the_scorers_pixels(field
         for row in photo_rows:
             window = expected[tuple(int(v) for v in row["box"])]
             assert row["label"] == window.label and row["hard_negative"] == window.hard_negative
-            pixels = records.decode_pixels(tf.constant(row["encoded"]), tf.constant(b"png"))
+            pixels = tfrecords.decode_pixels(tf.constant(row["encoded"]), tf.constant(b"png"))
             assert np.array_equal(pixels.numpy(), window.pixels)
         if photo_rows[0]["split"] != "train":
             assert len(photo_rows) == plan.count

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from crackscan import decode, sources
 from crackscan.model_card import join
 from crackscan.tiles import TilingError, default_stride, plan_tiles
-from training import near_copies, records, windows
+from training import near_copies, tfrecords, windows
 
 CLASS_NAMES = ("Negative", "Positive")
 SPLITS = ("train", "val", "test")
@@ -145,7 +145,7 @@ def folder_photos(source: Source, max_pixels: int, errors: list[dict]) -> Iterat
                            "error": f"not inside a class folder {list(CLASS_NAMES)}"})
             continue
         try:
-            encoded, fmt, rgb = records.training_bytes(item.data, max_pixels)
+            encoded, fmt, rgb = tfrecords.training_bytes(item.data, max_pixels)
         except decode.DecodeError as exc:
             errors.append({"uri": item.uri, "stage": "decode", "error": str(exc)})
             continue
@@ -299,7 +299,7 @@ def write_shards(examples: list[dict], output: str, split: str, shards: int) -> 
     try:
         for index, example in enumerate(sorted(examples, key=lambda e: (e["sha256"],
                                                                         e["uri"], e["box"]))):
-            writers[index % shards].write(records.serialize(example))
+            writers[index % shards].write(tfrecords.serialize(example))
     finally:
         for writer in writers:
             writer.close()

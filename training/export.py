@@ -11,15 +11,15 @@ import numpy as np
 import tensorflow as tf
 
 from crackscan import model_card
-from training import input_pipeline, records
+from training import input_pipeline, tfrecords
 
 
 def native_batch(data_dir: str, split: str, count: int) -> tuple[np.ndarray, list[str]]:
     """Up to ``count`` decoded uint8 images of one size, as a user would pass them."""
     images, hashes = [], []
     for serialized in tf.data.TFRecordDataset(input_pipeline.shard_files(data_dir, split)):
-        example = records.parse(serialized)
-        image = records.decode_pixels(example["image/encoded"], example["image/format"])
+        example = tfrecords.parse(serialized)
+        image = tfrecords.decode_pixels(example["image/encoded"], example["image/format"])
         if images and image.shape != images[0].shape:
             continue
         images.append(image.numpy())

@@ -17,7 +17,7 @@ import posixpath
 import keras
 import tensorflow as tf
 
-from training import records
+from training import tfrecords
 
 AUTOTUNE = tf.data.AUTOTUNE
 CLASS_NAMES = ("Negative", "Positive")
@@ -57,14 +57,14 @@ def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def _pixels(example: dict, image_size: int) -> tf.Tensor:
-    return resize(records.decode_pixels(example["image/encoded"], example["image/format"]),
+    return resize(tfrecords.decode_pixels(example["image/encoded"], example["image/format"]),
                   image_size)
 
 
 def _parsed(data_dir: str, split: str) -> tf.data.Dataset:
     return tf.data.TFRecordDataset(shard_files(data_dir, split),
                                    num_parallel_reads=AUTOTUNE).map(
-        records.parse, num_parallel_calls=AUTOTUNE)
+        tfrecords.parse, num_parallel_calls=AUTOTUNE)
 
 
 def stream_weights(counts_by_source: dict[str, dict]) -> dict[tuple[str, int], float]:

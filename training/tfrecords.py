@@ -1,4 +1,4 @@
-"""The TFRecord schema: one place that writes a training example and one that parses it.
+"""The TFRecord schema of the training data: one place that writes an example, one that parses it.
 
 A record holds the encoded image bytes exactly as the scorer would decode them: baseline
 JPEG/PNG is stored untouched; anything TensorFlow's decoders would read differently (TIFF,
