@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # 120 megapixels: above any drone or DSLR sensor in use, below what exhausts a worker.
 DEFAULT_MAX_PIXELS = 120_000_000
+
+# Modes whose values are rescaled here, not by Pillow: 16-bit, 32-bit integer, float.
+WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+# Pixels converted at a time from any mode but RGB (see ``_to_rgb``).
+BAND_PIXELS = 1 << 20
 
 # Our own limit is checked explicitly below; Pillow's global guard would otherwise warn or
 # raise with a message that names neither the file nor the limit the user can change.
@@ -46,21 +52,55 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     return image
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB with the full 8-bit range, whatever the mode; 16-bit and float are rescaled."""
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
-        if image.mode == "F":
-            top = max(float(array.max(initial=1.0)), 1e-12)
-        scaled = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(scaled, mode="L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+def _scale(image: Image.Image) -> float | None:
+    """What 16-bit and float pixel values are divided by to span 0-255; None for modes
+    Pillow converts itself. Needs the whole image's maximum, so it is found first."""
+    if image.mode not in WIDE_MODES:
+        return None
+    width, height = image.size
+    peak = max(np.asarray(image.crop((0, top, width, bottom)), dtype=np.float64).max(
+        initial=1.0 if image.mode == "F" else 0.0) for top, bottom in _bands(image))
+    if image.mode == "F":
+        return max(float(peak), 1e-12)
+    return 65535.0 if image.mode.startswith("I;16") or peak > 255 else 255.0
+
+
+def _bands(image: Image.Image) -> Iterator[tuple[int, int]]:
+    width, height = image.size
+    rows = max(1, BAND_PIXELS // max(width, 1))
+    for top in range(0, height, rows):
+        yield top, min(top + rows, height)
+
+
+def _band_rgb(band: Image.Image, scale: float | None) -> np.ndarray:
+    """One band in RGB with the full 8-bit range, whatever the mode."""
+    if scale is not None:
+        array = np.asarray(band, dtype=np.float64)
+        return np.clip(array / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)[..., None]
+    if band.mode in ("RGBA", "LA", "PA") or (band.mode == "P" and "transparency" in band.info):
         # Transparent survey pixels carry no concrete: show them as white, not black streaks.
-        rgba = image.convert("RGBA")
+        rgba = band.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image if image.mode == "RGB" else image.convert("RGB")
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    return np.asarray(band.convert("RGB"))
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """HxWx3 uint8 with the full 8-bit range, whatever the mode; 16-bit and float rescaled.
+
+    Any mode but RGB is converted a band of rows at a time into the result: converting it
+    whole would hold several full-size copies at once (a 16-bit image in float64 is 8 bytes
+    a pixel, and the arithmetic makes three of them), so a small PNG of a large flat 16-bit
+    image needed gigabytes. A band costs a few megabytes, whatever the image.
+    """
+    if image.mode == "RGB":
+        return np.asarray(image, dtype=np.uint8)
+    width, height = image.size
+    scale = _scale(image)
+    rgb = np.empty((height, width, 3), dtype=np.uint8)
+    for top, bottom in _bands(image):
+        rgb[top:bottom] = _band_rgb(image.crop((0, top, width, bottom)), scale)
+    return rgb
 
 
 def decode_image(image: Image.Image) -> np.ndarray:
@@ -72,7 +112,7 @@ def decode_image(image: Image.Image) -> np.ndarray:
             # In place: otherwise Pillow returns a full copy even when nothing rotates,
             # an extra 86 MB for a 4800x6000 survey photo.
             ImageOps.exif_transpose(image, in_place=True)
-            rgb = _to_rgb(image)
+            return _to_rgb(image)
     except DecodeError:
         raise
     except OSError as exc:
@@ -80,7 +120,6 @@ def decode_image(image: Image.Image) -> np.ndarray:
     except Exception as exc:
         raise DecodeError(f"cannot decode {image.format} image: "
                           f"{type(exc).__name__}: {exc}") from None
-    return np.asarray(rgb, dtype=np.uint8)
 
 
 def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -1,9 +1,17 @@
 """Turn user-given inputs (folders, globs, files, archives; local or ``gs://``) into items.
 
 An *item* is one input image candidate: a plain file, or one member of a ``.zip`` /
-``.tar`` / ``.tar.gz`` archive, named ``ARCHIVE!member/path``. Everything goes through
-Beam's ``FileSystems`` so any file system Beam knows (local, ``gs://``, ...) works, and
-archive members are read from the stream without unpacking to disk.
+``.tar`` / ``.tar.gz`` archive. Object stores go through Beam's ``FileSystems``, so any file
+system Beam knows works; local folders are listed and opened here, because Beam's local
+listing drops dangling links and link loops without a word and its open blocks for ever
+on a FIFO. Archive members are read from the stream without unpacking to disk.
+
+Every item has a *uri* that is unique, one line of valid UTF-8, and names its input
+unambiguously (:func:`file_uri`, :func:`member_uri`, :func:`split_uri`): names are taken
+as the file system and the archive give them, and ``%``, the ``!`` separator, control and
+line-separator characters and bytes that are not UTF-8 are percent-escaped (``caf%E9.jpg``
+for a latin-1 name, ``a%0Ab.jpg`` for a newline). ``ARCHIVE!member`` names a member, and
+``ARCHIVE!member!N`` the N-th member of an archive that repeats that name.
 
 Reading never raises for a bad input: an item that cannot be read carries an ``error``
 instead of ``data``, so callers can count and report it rather than lose it.
@@ -13,18 +21,29 @@ from __future__ import annotations
 import bz2
 import contextlib
 import dataclasses
+import errno
 import gzip
 import io
 import lzma
+import os
 import posixpath
+import re
+import stat
 import tarfile
 import zipfile
-from typing import IO, Callable, ContextManager, Iterator
+from typing import IO, Callable, ContextManager, Iterator, Sequence
 
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import CompressionTypes, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
 ARCHIVE_SEPARATOR = "!"
+# Characters a uri never holds as such: the escape itself, the separator, C0/C1 controls
+# (newline, carriage return, NEL...), the Unicode line and paragraph separators (which
+# ``str.splitlines`` and some CSV readers break lines at) and lone surrogates, which is how
+# Python hands over the bytes of a name that are not UTF-8.
+_ESCAPED = re.compile("[%!\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
+_ESCAPES = re.compile("(?:%[0-9A-Fa-f]{2})+")
+_GLOB = re.compile(r"^[^[*?]*")
 ZIP_SUFFIXES = (".zip",)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 # Bigger than any real survey photo; a larger archive member (or file) is a zip bomb or a
@@ -61,9 +80,63 @@ class SourceError(ValueError):
     """A user-given input pattern that matches nothing or cannot be listed."""
 
 
+class InputRefused(ValueError):
+    """A listed input that is deliberately not read (a FIFO, a link leaving the inputs)."""
+
+
+def _escape(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8", "surrogateescape"))
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return bytes.fromhex(match.group().replace("%", "")).decode("utf-8", "surrogateescape")
+
+
+def quote_name(name: str) -> str:
+    """``name`` as it appears in a uri: see the module docstring for what is escaped."""
+    return _ESCAPED.sub(_escape, name)
+
+
+def unquote_name(quoted: str) -> str:
+    """The exact name behind :func:`quote_name`, undecodable bytes included."""
+    return _ESCAPES.sub(_unescape, quoted)
+
+
+def file_uri(path: str) -> str:
+    return quote_name(path)
+
+
+def member_uri(archive: str, name: str, occurrence: int = 1) -> str:
+    """The uri of an archive member; ``occurrence`` counts members of the same name."""
+    uri = f"{quote_name(archive)}{ARCHIVE_SEPARATOR}{quote_name(name)}"
+    return uri if occurrence == 1 else f"{uri}{ARCHIVE_SEPARATOR}{occurrence}"
+
+
+def split_uri(uri: str) -> tuple[str, str | None, int]:
+    """``(path, member name or None, occurrence)``: what :func:`file_uri` and
+    :func:`member_uri` were given."""
+    parts = uri.split(ARCHIVE_SEPARATOR)
+    if len(parts) > 3 or (len(parts) == 3 and not parts[2].isdigit()):
+        raise ValueError(f"{uri!r} is not a crackscan uri")
+    member = unquote_name(parts[1]) if len(parts) > 1 else None
+    return unquote_name(parts[0]), member, int(parts[2]) if len(parts) == 3 else 1
+
+
+def file_path(uri: str) -> str:
+    """The path of a plain file's uri (as listed by :func:`list_uris`)."""
+    path, member, _ = split_uri(uri)
+    if member is not None:
+        raise ValueError(f"{uri!r} names an archive member, not a file")
+    return path
+
+
 def is_archive(path: str) -> bool:
     lower = path.lower()
     return lower.endswith(ZIP_SUFFIXES) or lower.endswith(TAR_SUFFIXES)
+
+
+def _is_local(path: str) -> bool:
+    return FileSystems.get_scheme(path) is None
 
 
 def _is_directory(path: str) -> bool:
@@ -72,13 +145,46 @@ def _is_directory(path: str) -> bool:
     Object stores have no folders, so ``gs://bucket/prefix`` without a trailing slash is a
     folder exactly when nothing matches it as a file but something lives below it.
     """
+    if _is_local(path):
+        return os.path.isdir(path)
     if path.endswith("/"):
         return True
-    if FileSystems.get_scheme(path) is None:
-        import os
-
-        return os.path.isdir(path)
     return not _match(path) and bool(_match(path.rstrip("/") + "/**"))
+
+
+def _local_entries(folder: str) -> Iterator[str]:
+    """Everything under a local folder that is not itself a folder: files, links of every
+    kind (never followed), FIFOs, sockets, devices, and sub-folders that cannot be listed,
+    which then fail to read with the reason."""
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            entries = list(os.scandir(current or "."))
+        except OSError:
+            if current == folder:
+                raise
+            yield current
+            continue
+        for entry in entries:
+            path = os.path.join(current, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(path)
+            else:
+                yield path
+
+
+def _local_match(pattern: str) -> list[str]:
+    """Beam's glob rules (``*`` within a folder, ``**`` across) over :func:`_local_entries`."""
+    prefix = _GLOB.match(pattern).group(0)
+    if prefix == pattern:
+        return [pattern] if os.path.lexists(pattern) else []
+    regex = re.compile(FileSystem.translate_pattern(pattern))
+    folder = os.path.dirname(prefix)
+    try:
+        return [path for path in _local_entries(folder) if regex.match(path)]
+    except OSError as exc:
+        raise SourceError(f"{pattern}: cannot list {folder or '.'}: {exc}") from None
 
 
 def _match(pattern: str) -> list[str]:
@@ -91,7 +197,15 @@ def _match(pattern: str) -> list[str]:
 
 def expand(pattern: str) -> list[str]:
     """Files named by a folder, glob, file or archive path, sorted for reproducible order."""
-    if _is_directory(pattern):
+    if _is_local(pattern):
+        if os.path.isdir(pattern):
+            try:
+                paths = list(_local_entries(pattern.rstrip("/") or "/"))
+            except OSError as exc:
+                raise SourceError(f"{pattern}: cannot list the folder: {exc}") from None
+        else:
+            paths = _local_match(pattern)
+    elif _is_directory(pattern):
         paths = _match(pattern.rstrip("/") + "/**")
     else:
         paths = _match(pattern)
@@ -101,10 +215,80 @@ def expand(pattern: str) -> list[str]:
     return paths
 
 
+def list_uris(pattern: str) -> list[str]:
+    """:func:`expand` as uris: what may travel between pipeline steps whatever the names."""
+    return [file_uri(path) for path in expand(pattern)]
+
+
+def input_root(pattern: str) -> str | None:
+    """The local folder a pattern lists (the file itself for a plain path), or None on an
+    object store: links found under it may point inside it, never out of it."""
+    if not _is_local(pattern):
+        return None
+    if os.path.isdir(pattern):
+        return pattern.rstrip("/") or "/"
+    prefix = _GLOB.match(pattern).group(0)
+    return pattern if prefix == pattern else os.path.dirname(prefix) or "."
+
+
+def _within(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _link_target(path: str, roots: Sequence[str] | None) -> str:
+    """Where a local link leads, when it may be followed; else why not (``InputRefused``)."""
+    try:
+        target = os.path.realpath(path, strict=True)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputRefused("symbolic link loop: the link never reaches a file") from None
+        if exc.errno == errno.ENOENT:
+            raise InputRefused(f"dangling symbolic link: its target {os.readlink(path)!r} "
+                               f"does not exist") from None
+        raise
+    if roots is not None and not any(_within(target, os.path.realpath(root))
+                                     for root in roots):
+        raise InputRefused("symbolic link to a path outside the input folders: not followed")
+    return target
+
+
+_KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe)",
+          stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device"}
+
+
+def _open_local(path: str, roots: Sequence[str] | None) -> IO[bytes]:
+    """A regular local file opened for reading, without ever blocking on what it is.
+
+    ``O_NONBLOCK`` makes opening a FIFO return at once (the check after it then refuses
+    it), where a plain ``open`` would wait for a writer for ever.
+    """
+    target = _link_target(path, roots) if os.path.islink(path) else path
+    descriptor = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
+            behind = "a symbolic link to " if target != path else ""
+            raise InputRefused(f"not a regular file: {behind}{kind}, not read")
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def open_input(path: str, roots: Sequence[str] | None = None) -> IO[bytes]:
+    """A listed file opened for reading; ``roots`` are the local folders links may stay in
+    (None: links are followed wherever they lead)."""
+    if _is_local(path):
+        return _open_local(path, roots)
+    # UNCOMPRESSED: Beam would otherwise inflate a ``.gz`` silently and hide what the file is.
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
 def read_file(path: str, limit: int = -1) -> bytes:
     """The file's bytes, or its first ``limit`` bytes when ``limit`` is not negative."""
-    # UNCOMPRESSED: Beam would otherwise inflate a ``.gz`` silently and hide what the file is.
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    with open_input(path) as handle:
         return handle.read(limit)
 
 
@@ -117,35 +301,59 @@ def unsafe_member_name(name: str) -> str | None:
     return None
 
 
-def _zip_members(path: str, max_member_bytes: int) -> Iterator[Item]:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        with zipfile.ZipFile(handle) as archive:
-            for info in archive.infolist():
-                if info.is_dir():
-                    continue
-                uri = f"{path}{ARCHIVE_SEPARATOR}{info.filename}"
-                reason = unsafe_member_name(info.filename)
-                if reason is None and info.file_size > max_member_bytes:
-                    reason = (f"archive member declares {info.file_size} bytes, over the "
-                              f"{max_member_bytes}-byte limit")
-                if reason is None and info.compress_type not in ZIP_BOUNDED_COMPRESSIONS:
-                    method = ZIP_COMPRESSION_NAMES.get(info.compress_type,
-                                                       f"method {info.compress_type}")
-                    reason = (f"archive member is compressed with {method}, which cannot be "
-                              f"inflated within a size bound; re-pack the archive with "
-                              f"deflate")
-                if reason is not None:
-                    yield Item(uri, error=reason)
-                    continue
-                try:
-                    with archive.open(info) as member:
-                        # Never more than the declared size, which is within the limit: a
-                        # member that inflates past it fails its CRC check instead.
-                        data = member.read(info.file_size)
-                except Exception as exc:  # bad CRC, encrypted, corrupt data...
-                    yield Item(uri, error=f"unreadable archive member: {exc}")
-                    continue
-                yield Item(uri, data=data)
+class _MemberNames:
+    """Uris of one archive's members, counting each name's occurrences.
+
+    An archive may repeat a name (zip and tar both allow it). Each occurrence is an input
+    of its own with a uri of its own; only the first is read, so a repeated name costs no
+    inflating, whatever size its members declare.
+    """
+
+    def __init__(self, archive: str) -> None:
+        self._archive = archive
+        self._seen: dict[str, int] = {}
+
+    def uri(self, name: str) -> tuple[str, str | None]:
+        """The member's uri, and why it is refused for its name alone (or None)."""
+        occurrence = self._seen.get(name, 0) + 1
+        self._seen[name] = occurrence
+        uri = member_uri(self._archive, name, occurrence)
+        if occurrence > 1:
+            return uri, (f"duplicate archive member name: occurrence {occurrence} of "
+                         f"{name!r} in this archive, not read (only the first is)")
+        if not name:
+            return uri, "archive member has an empty name"
+        return uri, unsafe_member_name(name)
+
+
+def _zip_members(handle: IO[bytes], path: str, max_member_bytes: int) -> Iterator[Item]:
+    names = _MemberNames(path)
+    with zipfile.ZipFile(handle) as archive:
+        for info in archive.infolist():
+            if info.filename.endswith("/"):
+                continue  # a folder entry
+            uri, reason = names.uri(info.filename)
+            if reason is None and info.file_size > max_member_bytes:
+                reason = (f"archive member declares {info.file_size} bytes, over the "
+                          f"{max_member_bytes}-byte limit")
+            if reason is None and info.compress_type not in ZIP_BOUNDED_COMPRESSIONS:
+                method = ZIP_COMPRESSION_NAMES.get(info.compress_type,
+                                                   f"method {info.compress_type}")
+                reason = (f"archive member is compressed with {method}, which cannot be "
+                          f"inflated within a size bound; re-pack the archive with "
+                          f"deflate")
+            if reason is not None:
+                yield Item(uri, error=reason)
+                continue
+            try:
+                with archive.open(info) as member:
+                    # Never more than the declared size, which is within the limit: a
+                    # member that inflates past it fails its CRC check instead.
+                    data = member.read(info.file_size)
+            except Exception as exc:  # bad CRC, encrypted, corrupt data...
+                yield Item(uri, error=f"unreadable archive member: {exc}")
+                continue
+            yield Item(uri, data=data)
 
 
 class _StrictTarInfo(tarfile.TarInfo):
@@ -212,16 +420,18 @@ def _inflated(handle: IO[bytes]) -> ContextManager[IO[bytes]]:
     return contextlib.nullcontext(handle)
 
 
-def _tar_members(path: str, max_member_bytes: int) -> Iterator[Item]:
-    with (FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle,
-          _inflated(handle) as stream,
+def _tar_members(handle: IO[bytes], path: str, max_member_bytes: int) -> Iterator[Item]:
+    names = _MemberNames(path)
+    with (_inflated(handle) as stream,
           # Stream mode reads members in order and never seeks: fine on object stores.
           tarfile.open(fileobj=stream, mode="r|", tarinfo=_StrictTarInfo) as archive):
-        for member in archive:
+        while (member := archive.next()) is not None:
+            # tarfile keeps every header it reads in ``members``, a list as long as the
+            # archive; nothing here looks back, so each is dropped once read.
+            archive.members.clear()
             if member.isdir():
                 continue
-            uri = f"{path}{ARCHIVE_SEPARATOR}{member.name}"
-            reason = unsafe_member_name(member.name)
+            uri, reason = names.uri(member.name)
             if reason is None and not member.isfile():
                 reason = "archive member is a link or device, not a file"
             if reason is None and member.size > max_member_bytes:
@@ -241,51 +451,69 @@ def _tar_members(path: str, max_member_bytes: int) -> Iterator[Item]:
             yield Item(uri, data=data)
 
 
-def read_items(path: str, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> Iterator[Item]:
-    """Items of one matched file: the file itself, or each member of an archive.
+def read_items(path: str, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
+               roots: Sequence[str] | None = None) -> Iterator[Item]:
+    """Items of one listed file: the file itself, or each member of an archive.
 
     A broken archive yields the members read before the damage plus one error item for the
     archive, so nothing that was seen goes unreported; so does an archive without a single
     file in it. No item holds more than ``max_member_bytes``: a larger file or member is an
-    error item, read no further than the limit.
+    error item, read no further than the limit. A FIFO, socket or device, a link loop, a
+    dangling link and (when ``roots`` are given) a link leading out of them are error
+    items, never opened for reading.
     """
-    if not is_archive(path):
-        try:
-            data = read_file(path, max_member_bytes + 1)
-        except Exception as exc:
-            yield Item(path, error=f"unreadable file: {exc}")
-            return
-        if len(data) > max_member_bytes:
-            yield Item(path, error=f"file is larger than the {max_member_bytes}-byte limit "
-                                   f"for one image")
-        else:
-            yield Item(path, data=data)
-        return
-    members = _zip_members if path.lower().endswith(ZIP_SUFFIXES) else _tar_members
-    count = 0
+    uri = file_uri(path)
     try:
-        for item in members(path, max_member_bytes):
-            count += 1
-            yield item
-    except Exception as exc:
-        yield Item(path, error=f"unreadable archive: {type(exc).__name__}: {exc}")
+        handle = open_input(path, roots)
+    except InputRefused as exc:
+        yield Item(uri, error=str(exc))
         return
+    except Exception as exc:
+        yield Item(uri, error=f"unreadable file: {exc}")
+        return
+    with handle:
+        if not is_archive(path):
+            try:
+                data = handle.read(max_member_bytes + 1)
+            except Exception as exc:
+                yield Item(uri, error=f"unreadable file: {exc}")
+                return
+            if len(data) > max_member_bytes:
+                yield Item(uri, error=f"file is larger than the {max_member_bytes}-byte "
+                                      f"limit for one image")
+            else:
+                yield Item(uri, data=data)
+            return
+        members = _zip_members if path.lower().endswith(ZIP_SUFFIXES) else _tar_members
+        count = 0
+        try:
+            for item in members(handle, path, max_member_bytes):
+                count += 1
+                yield item
+        except Exception as exc:
+            yield Item(uri, error=f"unreadable archive: {type(exc).__name__}: {exc}")
+            return
     if count == 0:
-        yield Item(path, error="empty archive: it holds no files")
+        yield Item(uri, error="empty archive: it holds no files")
 
 
 def read_uri(uri: str, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> bytes:
     """The bytes behind an item's uri, archive members included (for thumbnails, re-reads)."""
-    if ARCHIVE_SEPARATOR in uri:
-        archive, member = uri.split(ARCHIVE_SEPARATOR, 1)
-        if is_archive(archive):
-            for item in read_items(archive, max_member_bytes):
-                if item.uri == uri:
-                    if item.data is None:
-                        raise OSError(f"{uri}: {item.error}")
-                    return item.data
-            raise FileNotFoundError(f"{uri}: no such archive member")
-    return read_file(uri)
+    path, member, _ = split_uri(uri)
+    if member is None:
+        return read_file(path)
+    for item in read_items(path, max_member_bytes):
+        if item.uri == uri:
+            if item.data is None:
+                raise OSError(f"{uri}: {item.error}")
+            return item.data
+    raise FileNotFoundError(f"{uri}: no such archive member")
+
+
+def input_roots(patterns: Sequence[str]) -> tuple[str, ...] | None:
+    """The local folders of ``patterns`` (see :func:`input_root`); None when none is local."""
+    roots = tuple(root for root in map(input_root, patterns) if root is not None)
+    return roots or None
 
 
 def iter_items(patterns: list[str] | str,
@@ -293,9 +521,10 @@ def iter_items(patterns: list[str] | str,
     """All items of all patterns, each file once even when two patterns name it."""
     if isinstance(patterns, str):
         patterns = [patterns]
+    roots = input_roots(patterns)
     seen: set[str] = set()
     for pattern in patterns:
         for path in expand(pattern):
             if path not in seen:
                 seen.add(path)
-                yield from read_items(path, max_member_bytes)
+                yield from read_items(path, max_member_bytes, roots)

@@ -88,31 +88,25 @@ class ReadPreviousPredictions(beam.PTransform):
 
 
 class ReadItemsFn(beam.DoFn):
-    """Reads one listed file: the file itself, or every member of an archive."""
+    """Reads one listed file (by its uri): the file itself, or every member of an archive.
 
-    def __init__(self) -> None:
+    ``roots`` are the local input folders, which links found in them must not leave.
+    """
+
+    def __init__(self, roots: tuple[str, ...] | None) -> None:
+        self._roots = roots
         self._seen = Metrics.counter("crackscan", "seen")
         self._reused = Metrics.counter("crackscan", "reused")
         self._read_failed = Metrics.counter("crackscan", "failed_read")
         self._count = 0
 
-    def process(self, path: str, previous: dict[str, dict[str, Any]]
+    def process(self, uri: str, previous: dict[str, dict[str, Any]]
                 ) -> Iterator[SourceImage | TaggedOutput]:
-        uris: set[str] = set()
-        for item in sources.read_items(path):
+        for item in sources.read_items(sources.file_path(uri), roots=self._roots):
             self._seen.inc()
             self._count += 1
             if self._count % LOG_EVERY == 0:
                 logging.info("read %d inputs so far in this worker", self._count)
-            if item.uri in uris:
-                # Keys downstream are uris: a second member of the same name would merge with
-                # the first one's tiles, so it is refused rather than scored ambiguously.
-                self._read_failed.inc()
-                yield TaggedOutput(ERRORS, error_row(
-                    item.uri, "read", "duplicate archive member name: an earlier member of "
-                                      "the same name was already read"))
-                continue
-            uris.add(item.uri)
             if item.data is None:
                 self._read_failed.inc()
                 yield TaggedOutput(ERRORS, error_row(item.uri, item.stage, item.error or ""))
@@ -131,6 +125,8 @@ class ReadInputs(beam.PTransform):
 
     ``previous`` is ``ReadPreviousPredictions``' output; an input whose content it holds is
     not decoded again and its earlier row is carried over under the uri it has now.
+    Files travel between the steps by uri, never by path: a path may hold bytes that are
+    not UTF-8, which Beam's string coder cannot encode.
     """
 
     def __init__(self, patterns: list[str], previous: beam.PCollection) -> None:
@@ -141,11 +137,12 @@ class ReadInputs(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         outputs = (pbegin
                    | "Patterns" >> beam.Create(self._patterns)
-                   | "List" >> beam.FlatMap(sources.expand)
+                   | "List" >> beam.FlatMap(sources.list_uris)
                    # Two patterns may name the same file; the shuffle also spreads the files
                    # over the workers before anything is read.
                    | "EachFileOnce" >> beam.Distinct()
                    | "Read" >> beam.ParDo(
-                       ReadItemsFn(), previous=beam.pvalue.AsDict(self._previous))
+                       ReadItemsFn(sources.input_roots(self._patterns)),
+                       previous=beam.pvalue.AsDict(self._previous))
                    .with_outputs(REUSED, ERRORS, main=IMAGES))
         return {IMAGES: outputs[IMAGES], REUSED: outputs[REUSED], ERRORS: outputs[ERRORS]}

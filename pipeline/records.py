@@ -66,7 +66,10 @@ def probability(value: float) -> float:
 
 
 def error_row(uri: str, stage: str, error: str) -> dict[str, str]:
-    return {"uri": uri, "stage": stage, "error": error}
+    """An error row; undecodable bytes quoted from a name in the message become ``\\xNN``
+    escapes, so the row can be encoded as UTF-8 by every coder and sink."""
+    return {"uri": uri, "stage": stage,
+            "error": error.encode("utf-8", "backslashreplace").decode("utf-8")}
 
 
 def tile_rows(image: ScoredImage) -> Iterator[dict[str, Any]]:
@@ -84,9 +87,14 @@ def csv_header() -> str:
 
 
 def csv_line(row: dict[str, Any]) -> str:
+    """One CSV record without its line end. The writer quotes a field that holds any
+    character of its line terminator, so the terminator is the usual one, cut off after:
+    with an empty one a carriage return or newline in a field would not be quoted and the
+    record would split across lines."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow([row[field] for field in PREDICTION_FIELDS])
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator="\r\n").writerow(
+        [row[field] for field in PREDICTION_FIELDS])
+    return buffer.getvalue()[:-2]
 
 
 def _typed(row: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +112,9 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
 def parse_predictions(path: str, text: str) -> Iterator[dict[str, Any]]:
     """Rows of a ``predictions-*`` file written by either ``--format``, with their types."""
     if posixpath.basename(path).endswith(".jsonl"):
-        for line in text.splitlines():
+        # Lines end at "\n" only: ``splitlines`` would also cut at U+2028 and other
+        # separators that JSON leaves unescaped inside strings.
+        for line in text.split("\n"):
             if line.strip():
                 yield _typed(json.loads(line))
     else:

@@ -173,11 +173,17 @@ def _stats(summary: dict) -> str:
 
 
 def _accounting(summary: dict) -> str:
-    """Every listed input must end up scored or failed; anything else means lost images."""
+    """Every listed input must end up scored or failed, with its one row in the files;
+    anything else means lost images."""
     if any(summary.get(key) is None for key in ("seen", "scored", "failed")):
         return ('<p class="accounting unknown">Accounting not available: the summary lacks '
                 'seen, scored or failed counts.</p>')
     seen, scored, failed = summary["seen"], summary["scored"], summary["failed"]
+    problems = (summary.get("accounting") or {}).get("problems") or []
+    if problems:
+        return (f'<p class="accounting mismatch">&#10007; Accounting mismatch: '
+                f'{_e("; ".join(problems))}. Some images were lost or counted twice; do not '
+                f'trust this run\'s totals.</p>')
     if seen == scored + failed:
         return (f'<p class="accounting ok">&#10003; All {_count(seen)} images accounted for: '
                 f'{_count(scored)} scored + {_count(failed)} failed.</p>')
@@ -243,25 +249,34 @@ def _legend() -> str:
             f'<span>area of tiles at or above the threshold</span></div>')
 
 
-def _errors(errors: list[dict]) -> str:
-    """Counts per stage over all errors, then the first ``MAX_ERRORS_SHOWN`` of them."""
-    if not errors:
+def _errors(errors: list[dict], by_stage: dict[str, int] | None) -> str:
+    """Counts per stage over all errors, then the first ``MAX_ERRORS_SHOWN`` of those given.
+
+    ``by_stage`` holds the run's counts when ``errors`` are only the first of each stage
+    (a run's errors can be millions; its files keep them all); without it the counts are
+    those of ``errors``.
+    """
+    if by_stage is None:
+        by_stage = {}
+        for error in errors:
+            stage = str(error.get("stage", "?"))
+            by_stage[stage] = by_stage.get(stage, 0) + 1
+    total = sum(by_stage.values())
+    if not total:
         return '<p class="empty">No errors: every image was read and scored.</p>'
-    by_stage: dict[str, int] = {}
-    for error in errors:
-        stage = str(error.get("stage", "?"))
-        by_stage[stage] = by_stage.get(stage, 0) + 1
     stages = " ".join(f'<span class="chip">{_e(stage)} <b>{count:,}</b></span>'
-                      for stage, count in sorted(by_stage.items(), key=lambda kv: -kv[1]))
+                      for stage, count in sorted(by_stage.items(), key=lambda kv: -kv[1])
+                      if count)
+    shown = errors[:MAX_ERRORS_SHOWN]
     rows = "".join(
         f"<tr><td class=\"stage\">{_e(error.get('stage', ''))}</td>"
         f"<td class=\"uri\">{_e(error.get('uri', ''))}</td>"
         f"<td>{_e(error.get('error', ''))}</td></tr>"
-        for error in errors[:MAX_ERRORS_SHOWN])
-    hidden = len(errors) - MAX_ERRORS_SHOWN
-    more = (f'<p class="more">Showing the first {MAX_ERRORS_SHOWN:,} of {len(errors):,} '
-            f'errors; {hidden:,} more are not shown here but are in the run\'s error output.</p>'
-            if hidden > 0 else "")
+        for error in shown)
+    hidden = total - len(shown)
+    more = (f'<p class="more">Showing {len(shown):,} of {total:,} errors (the first of each '
+            f'stage); {hidden:,} more are not shown here but are in the run\'s error output.'
+            f'</p>' if hidden > 0 else "")
     return f"""<div class="chips">{stages}</div>
 {more}
 <table class="errors">
@@ -344,13 +359,16 @@ def render_report(summary: dict, top_images: list[dict], errors: list[dict]) -> 
 
     The accounting verdict is stated explicitly because a pipeline that silently drops images
     looks healthy in every other number; the most-cracked images come first in the grid so
-    the team starts the day with the photos that need a human.
+    the team starts the day with the photos that need a human. ``errors`` are the rows to
+    list; the counts per stage come from the summary's ``failed_by_stage`` when it has them.
     """
     model = summary.get("model_version")
     model_line = f'<div class="model">model <code>{_e(model)}</code></div>' if model else ""
     title = "Crack scan report" + (f" &middot; {_e(summary['output'])}"
                                    if summary.get("output") else "")
     ranked = sorted(top_images, key=lambda image: -float(image.get("crack_probability", 0.0)))
+    by_stage = summary.get("failed_by_stage")
+    failed = sum(by_stage.values()) if by_stage is not None else len(errors)
     cards = (_legend() + '<section class="grid">'
              + "".join(_image_card(image) for image in ranked) + "</section>"
              if ranked else '<p class="empty">No scored images to show.</p>')
@@ -373,8 +391,8 @@ def render_report(summary: dict, top_images: list[dict], errors: list[dict]) -> 
   {_sources(summary)}
   <h2>Most cracked images <small>{len(ranked):,} shown, highest probability first</small></h2>
   {cards}
-  <h2>Errors <small>{len(errors):,} recorded</small></h2>
-  {_errors(errors)}
+  <h2>Errors <small>{failed:,} recorded</small></h2>
+  {_errors(errors, by_stage)}
 </main>
 </body>
 </html>

@@ -2,18 +2,27 @@
 
 Counts are computed inside the pipeline and handed to one final DoFn as side inputs, so the
 summary is written the same way on every runner, after the sinks have renamed their files
-into place (their file names are one of the side inputs).
+into place (their file names are one of the side inputs). That step then counts the rows
+that are actually in the files: a runner or sink that loses rows on the way (Beam's
+DaskRunner 2.77 drops what a DoFn emits in ``finish_bundle``) still reports the counts the
+pipeline meant to write, so only the files can show the loss.
+
+Nothing here grows with the survey: counts are combined, the report gets the first
+``ERRORS_SHOWN_PER_STAGE`` errors of each stage and the top K images, and the files are
+counted as streams.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime
+import io
 import json
 import logging
 import posixpath
 import time
 import uuid
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -22,11 +31,16 @@ from crackscan.decode import decode_rgb
 from crackscan.model_card import join
 from crackscan.sources import read_uri
 from pipeline.inference import ModelSpec
-from pipeline.records import STAGES, ScoredImage, tile_rows
-from pipeline.report import heatmap_thumbnail, render_report
+from pipeline.records import PREDICTION_FIELDS, STAGES, ScoredImage, tile_rows
+from pipeline.report import MAX_ERRORS_SHOWN, heatmap_thumbnail, render_report
 
 SUMMARY_FILE, REPORT_FILE = "summary.json", "report.html"
 OUTPUT_KINDS = ("predictions", "tiles", "errors")
+# The report lists this many errors of each stage (the first by uri); the errors files
+# hold all of them.
+ERRORS_SHOWN_PER_STAGE = MAX_ERRORS_SHOWN // len(STAGES)
+# Duplicated uris named in the accounting message, of however many there are.
+DUPLICATES_NAMED = 5
 
 
 class AccountingError(RuntimeError):
@@ -49,6 +63,8 @@ class RunFacts:
     # The earlier output whose rows are carried over: --skip-scored once prepare() found
     # that its run finished, else None.
     reuse_from: str | None = None
+    # Whether tiles-*.jsonl is written, and so whether its rows are accounted for.
+    write_tiles: bool = False
 
 
 def _iso(timestamp: float) -> str:
@@ -87,13 +103,58 @@ class ThumbnailFn(beam.DoFn):
         yield entry
 
 
+def _rows_in_file(path: str) -> int:
+    """Records in one written shard, read as a stream: a CSV's header is not counted, and
+    a record whose quoted field spans lines counts once."""
+    with FileSystems.open(path) as handle:
+        if posixpath.basename(path).endswith(".csv"):
+            text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+            return sum(1 for record in csv.reader(text) if tuple(record) != PREDICTION_FIELDS)
+        return sum(1 for line in handle if line.strip())
+
+
+def rows_in_files(output: str) -> dict[str, int]:
+    """Rows of each kind of output file under ``output``, as a reader would find them."""
+    counts = {}
+    for kind in OUTPUT_KINDS:
+        try:
+            matched = FileSystems.match([join(output, f"{kind}-*")])[0].metadata_list
+        except Exception:  # Beam raises BeamIOError when a pattern matches nothing.
+            matched = []
+        counts[kind] = sum(_rows_in_file(metadata.path) for metadata in matched)
+    return counts
+
+
+def accounting_problems(counts: dict[str, int], written: dict[str, int], write_tiles: bool,
+                        duplicates: Iterable[str] = ()) -> list[str]:
+    """Every way the run's rows fail to add up; none when each input has exactly one row."""
+    seen, scored, failed = (counts.get(key, 0) for key in ("seen", "scored", "failed"))
+    problems = []
+    if seen != scored + failed:
+        problems.append(f"seen {seen} != scored {scored} + failed {failed}")
+    if written["predictions"] != scored:
+        problems.append(f"the predictions files hold {written['predictions']} rows for "
+                        f"{scored} scored")
+    if written["errors"] != failed:
+        problems.append(f"the errors files hold {written['errors']} rows for {failed} failed")
+    if write_tiles and written["tiles"] != counts.get("tiles", 0):
+        problems.append(f"the tiles files hold {written['tiles']} rows for "
+                        f"{counts.get('tiles', 0)} tiles scored")
+    repeated = counts.get("duplicate_uris", 0)
+    if repeated:
+        named = ", ".join(repr(uri) for uri in sorted(duplicates))
+        problems.append(f"{repeated} uris have more than one row (e.g. {named})")
+    return problems
+
+
 class WriteSummaryFn(beam.DoFn):
     """Writes summary.json and report.html, then fails the run if the accounting is off."""
 
     def __init__(self, facts: RunFacts) -> None:
         self._facts = facts
 
-    def summary(self, counts: dict[str, int], files: list[str]) -> dict[str, Any]:
+    def summary(self, counts: dict[str, int], files: list[str], written: dict[str, int],
+                problems: list[str]) -> dict[str, Any]:
         facts = self._facts
         finished = time.time()
         wall_seconds = finished - facts.started
@@ -113,7 +174,15 @@ class WriteSummaryFn(beam.DoFn):
             "positive": positive,
             "crack_rate": positive / scored if scored else 0.0,
             "tiles": counts.get("tiles", 0),
-            "accounting_ok": seen == scored + failed,
+            "accounting_ok": not problems,
+            "accounting": {
+                "in_pipeline": {"seen": seen, "scored": scored, "failed": failed,
+                                "tiles": counts.get("tiles", 0)},
+                "in_files": {kind: written[kind] for kind in OUTPUT_KINDS
+                             if kind != "tiles" or facts.write_tiles},
+                "duplicate_uris": counts.get("duplicate_uris", 0),
+                "problems": problems,
+            },
             "model_version": facts.spec.version,
             "model_dir": facts.model_dir,
             "threshold": facts.spec.threshold,
@@ -130,20 +199,23 @@ class WriteSummaryFn(beam.DoFn):
         }
 
     def process(self, _: Any, counts: dict[str, int], top: list[dict[str, Any]],
-                errors: list[dict[str, str]], files: list[str]) -> Iterator[dict[str, Any]]:
-        summary = self.summary(counts, files)
+                errors: list[dict[str, str]], files: list[str],
+                duplicates: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
+        written = rows_in_files(self._facts.output)
+        problems = accounting_problems(counts, written, self._facts.write_tiles, duplicates)
+        summary = self.summary(counts, files, written, problems)
         write_atomically(summary["outputs"]["summary"],
                          json.dumps(summary, indent=2).encode() + b"\n")
-        errors = sorted(errors, key=lambda row: (row["uri"], row["stage"]))
+        errors = sorted(errors, key=lambda row: (row["stage"], row["uri"]))
         write_atomically(summary["outputs"]["report"],
                          render_report(summary, top, errors).encode())
-        logging.info("seen %d = scored %d (reused %d) + failed %d; positive %d; %.1f images/s",
-                     summary["seen"], summary["scored"], summary["reused"], summary["failed"],
-                     summary["positive"], summary["images_per_second"])
-        if not summary["accounting_ok"]:
-            raise AccountingError(
-                f"accounting mismatch: seen {summary['seen']} != scored {summary['scored']} + "
-                f"failed {summary['failed']}; see {summary['outputs']['summary']}")
+        logging.info("seen %d = scored %d (reused %d) + failed %d; in the files: %s; "
+                     "positive %d; %.1f images/s", summary["seen"], summary["scored"],
+                     summary["reused"], summary["failed"], written, summary["positive"],
+                     summary["images_per_second"])
+        if problems:
+            raise AccountingError(f"accounting mismatch: {'; '.join(problems)}; see "
+                                  f"{summary['outputs']['summary']}")
         yield summary
 
 
@@ -163,12 +235,17 @@ def _rank(image: ScoredImage) -> tuple[float, str]:
     return image.row["crack_probability"], image.row["uri"]
 
 
+def _uri(image_or_row: ScoredImage | dict[str, Any]) -> str:
+    return image_or_row.row["uri"] if isinstance(image_or_row, ScoredImage) else image_or_row["uri"]
+
+
 class Summarize(beam.PTransform):
     """``{"images", "reused", "read_errors", "predictions", "errors", "files"}`` to the summary.
 
     ``seen`` counts what reading produced (images to score, reused rows, unreadable items);
     ``scored`` and ``failed`` count what reached the outputs. They are counted separately on
-    purpose: the check that they agree is what catches an image lost on the way.
+    purpose: the check that they agree is what catches an image lost on the way. Uris are
+    counted too: one with two rows (scored and failed, or twice either) fails the check.
     """
 
     def __init__(self, facts: RunFacts) -> None:
@@ -178,6 +255,12 @@ class Summarize(beam.PTransform):
     def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
         facts = self._facts
         positive_class = facts.spec.positive_class
+        repeated = ((pcolls["predictions"], pcolls["errors"])
+                    | "RowsByUri" >> beam.Flatten()
+                    | "Uri" >> beam.Map(_uri)
+                    | "RowsPerUri" >> beam.combiners.Count.PerElement()
+                    | "Repeated" >> beam.Filter(lambda uri_rows: uri_rows[1] > 1)
+                    | "RepeatedUri" >> beam.Keys())
         events = (
             (pcolls["images"] | "SeenImages" >> beam.Map(lambda _: ("seen", 1)),
              pcolls["reused"] | "SeenReused" >> beam.FlatMap(
@@ -185,9 +268,18 @@ class Summarize(beam.PTransform):
              pcolls["read_errors"] | "SeenUnreadable" >> beam.Map(lambda _: ("seen", 1)),
              pcolls["predictions"] | "Scored" >> beam.FlatMap(_prediction_events,
                                                               positive_class),
-             pcolls["errors"] | "Failed" >> beam.FlatMap(_error_events))
+             pcolls["errors"] | "Failed" >> beam.FlatMap(_error_events),
+             repeated | "Duplicates" >> beam.Map(lambda _: ("duplicate_uris", 1)))
             | "AllEvents" >> beam.Flatten())
         counts = events | "Count" >> beam.CombinePerKey(sum)
+        named = (repeated
+                 | "NameSome" >> beam.combiners.Top.Smallest(DUPLICATES_NAMED)
+                 | "EachNamed" >> beam.FlatMap(lambda uris: uris))
+        shown_errors = (pcolls["errors"]
+                        | "ByStage" >> beam.Map(lambda row: (row["stage"], row))
+                        | "FirstPerStage" >> beam.combiners.Top.SmallestPerKey(
+                            ERRORS_SHOWN_PER_STAGE, key=_uri)
+                        | "EachShown" >> beam.FlatMap(lambda stage_rows: stage_rows[1]))
         top = (pcolls["predictions"]
                | "Top" >> beam.combiners.Top.Of(facts.report_top, key=_rank)
                | "EachTop" >> beam.FlatMap(lambda images: images)
@@ -198,5 +290,6 @@ class Summarize(beam.PTransform):
                 | "Write" >> beam.ParDo(WriteSummaryFn(facts),
                                         counts=beam.pvalue.AsDict(counts),
                                         top=beam.pvalue.AsList(top),
-                                        errors=beam.pvalue.AsList(pcolls["errors"]),
-                                        files=beam.pvalue.AsList(pcolls["files"])))
+                                        errors=beam.pvalue.AsList(shown_errors),
+                                        files=beam.pvalue.AsList(pcolls["files"]),
+                                        duplicates=beam.pvalue.AsList(named)))

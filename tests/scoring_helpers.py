@@ -19,6 +19,8 @@ from crackscan.model_card import file_sha256, write_card
 from pipeline.records import PREDICTION_FIELDS
 from pipeline.score import run
 
+UTF8_NAMES = 0x800  # zip flag: member names are UTF-8, not code page 437
+
 
 def score(*argv: str | Path) -> dict:
     summary = run([str(arg) for arg in argv])
@@ -96,3 +98,29 @@ def encoded(image: Image.Image, fmt: str, **params) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **params)
     return buffer.getvalue()
+
+
+def deflated(data: bytes) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush()
+
+
+def zip_archive(entries: list[tuple[str, bytes, int, int]]) -> bytes:
+    """A zip written field by field from ``(name, raw deflate, declared size, CRC-32)``, so
+    a member can declare a size its data does not have."""
+    body, directory = io.BytesIO(), []
+    for name, data, size, crc in entries:
+        offset, encoded_name = body.tell(), name.encode()
+        body.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, UTF8_NAMES, 8, 0, 0, crc,
+                               len(data), size, len(encoded_name), 0) + encoded_name + data)
+        directory.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, UTF8_NAMES, 8,
+                                     0, 0, crc, len(data), size, len(encoded_name), 0, 0, 0,
+                                     0, 0, offset) + encoded_name)
+    listing = b"".join(directory)
+    return body.getvalue() + listing + struct.pack(
+        "<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(listing),
+        body.tell(), 0)
+
+
+def zip_member(name: str, data: bytes) -> tuple[str, bytes, int, int]:
+    return name, deflated(data), len(data), zlib.crc32(data)

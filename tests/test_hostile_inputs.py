@@ -32,8 +32,10 @@ import pytest
 from PIL import Image
 
 from crackscan.sources import DEFAULT_MAX_MEMBER_BYTES
+from crackscan.tile_limits import TileLimitError, check_tile_count
 from pipeline.records import STAGES
-from scoring_helpers import concrete, encoded, png_declaring, read_jsonl, read_predictions, score
+from scoring_helpers import (concrete, deflated, encoded, png_declaring, read_jsonl,
+                             read_predictions, score, zip_archive, zip_member)
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 20261125
@@ -44,7 +46,9 @@ SKIPPED_BYTES = 64 << 20  # zeros in a refused tar member that the reader must s
 # largest allocation is one item at the sources' 256 MiB cap.
 SECONDS_PER_FILE = 10.0
 RSS_GROWTH_LIMIT = 512 * 2**20
-UTF8_NAMES = 0x800  # zip flag: member names are UTF-8, not code page 437
+# Names as uris spell them: a newline and the "!" separator inside a name are escaped.
+IN_URIS = {'survey/odd,name "quoted"\nsecond line.jpg': 'survey/odd,name "quoted"%0Asecond line.jpg',
+           "survey/ünïcödé!bang.png": "survey/ünïcödé%21bang.png"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,11 +96,6 @@ def jpeg_declaring(jpeg: bytes, width: int, height: int) -> bytes:
         position += 2 + length
 
 
-def deflated(data: bytes) -> bytes:
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
-    return compressor.compress(data) + compressor.flush()
-
-
 def deflated_zeros(size: int) -> tuple[bytes, int]:
     """Raw deflate of ``size`` zero bytes (a multiple of 1 MiB) and their CRC-32, in about
     a MiB: after a full flush each MiB of zeros compresses to the same bytes."""
@@ -107,27 +106,6 @@ def deflated_zeros(size: int) -> tuple[bytes, int]:
     for _ in range(size >> 20):
         crc = zlib.crc32(block, crc)
     return chunk * (size >> 20) + compressor.flush(), crc
-
-
-def zip_archive(entries: list[tuple[str, bytes, int, int]]) -> bytes:
-    """A zip written field by field from ``(name, raw deflate, declared size, CRC-32)``, so
-    a member can declare a size its data does not have."""
-    body, directory = io.BytesIO(), []
-    for name, data, size, crc in entries:
-        offset, encoded_name = body.tell(), name.encode()
-        body.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, UTF8_NAMES, 8, 0, 0, crc,
-                               len(data), size, len(encoded_name), 0) + encoded_name + data)
-        directory.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, UTF8_NAMES, 8,
-                                     0, 0, crc, len(data), size, len(encoded_name), 0, 0, 0,
-                                     0, 0, offset) + encoded_name)
-    listing = b"".join(directory)
-    return body.getvalue() + listing + struct.pack(
-        "<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(listing),
-        body.tell(), 0)
-
-
-def zip_member(name: str, data: bytes) -> tuple[str, bytes, int, int]:
-    return name, deflated(data), len(data), zlib.crc32(data)
 
 
 def tar_archive(members: list[tuple[str, bytes]], special: tuple[tarfile.TarInfo, ...] = ()
@@ -259,7 +237,7 @@ def build_corpus(root: Path, shared_dir: Path) -> Corpus:
     }
     put("archives/escapes.zip", zip_archive([zip_member(name, data)
                                              for name, (data, _) in zip_names.items()]), None)
-    expected.update({f"{escapes_zip}!{name}": expect
+    expected.update({f"{escapes_zip}!{IN_URIS.get(name, name)}": expect
                      for name, (_, expect) in zip_names.items()})
 
     escapes_tar = root / "archives" / "escapes.tar.gz"
@@ -458,3 +436,86 @@ def test_reading_and_decoding_any_file_is_bounded_in_memory_and_time(decode_prob
           f"({Path(slowest).name}); peak RSS grew {growth / 2**20:.0f} MiB")
     assert seconds[slowest] < SECONDS_PER_FILE, slowest
     assert growth < RSS_GROWTH_LIMIT
+
+
+# --------------------------------------------------------------------------- small files, large costs
+
+FLAT_16BIT = (8000, 8000)  # 64 megapixels of one grey: about 120 KB as a 16-bit PNG
+REPEATS = 40  # members of one name in a zip
+REPEATED_BYTES = 64 << 20  # what each of them inflates to
+REPEATED_SECONDS = 2.0  # one of them inflated; all of them take several times as long
+
+
+def probe_files(paths: list[Path], work: Path, shared_dir: Path) -> dict:
+    """``tests/decode_probe.py`` over ``paths``, in a process of its own."""
+    listing = work / "probe-paths.json"
+    listing.write_text(json.dumps([str(path) for path in paths]))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "decode_probe.py"), str(listing),
+         str(concrete(shared_dir, "Positive", 1)[0])],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+        text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_small_16_bit_png_decodes_in_bounded_memory(tmp_path: Path, shared_dir: Path):
+    """A flat 16-bit PNG is tiny on disk; rescaled whole in float64 it needed 25 bytes a
+    pixel (1.6 GB here, 3.1 GB at the pixel limit). Band by band it needs the image and
+    its RGB copy."""
+    width, height = FLAT_16BIT
+    grey = Image.frombytes("I;16", FLAT_16BIT, b"\x00\x80" * (width * height))
+    png = tmp_path / "flat-16-bit.png"
+    png.write_bytes(encoded(grey, "PNG"))
+    assert png.stat().st_size < 512 * 1024
+    probe = probe_files([png], tmp_path, shared_dir)
+    (item,) = probe["files"][str(png)]["items"]
+    assert (item["width"], item["height"]) == FLAT_16BIT
+    growth = probe["peak_rss"] - probe["baseline_rss"]
+    print(f"\n{png.stat().st_size // 1024} KB 16-bit PNG of {width * height / 1e6:.0f} MP: "
+          f"peak RSS grew {growth / 2**20:.0f} MiB")
+    assert growth < 6 * width * height  # 2 bytes a pixel decoded + 3 in RGB, plus bands
+
+
+def test_repeated_member_names_are_refused_before_they_are_inflated(tmp_path: Path,
+                                                                     shared_dir: Path):
+    zeros, crc = deflated_zeros(REPEATED_BYTES)
+    jpeg = concrete(shared_dir, "Positive", 1)[0].read_bytes()
+    archive = tmp_path / "repeats.zip"
+    archive.write_bytes(zip_archive([("same.jpg", zeros, REPEATED_BYTES, crc)] * REPEATS
+                                    + [zip_member("after.jpg", jpeg)]))
+    probe = probe_files([archive], tmp_path, shared_dir)
+    entry = probe["files"][str(archive)]
+    items = {item["uri"]: item for item in entry["items"]}
+    assert "not an image" in items[f"{archive}!same.jpg"]["error"]
+    for occurrence in range(2, REPEATS + 1):
+        error = items[f"{archive}!same.jpg!{occurrence}"]["error"]
+        assert error.startswith("duplicate archive member name"), error
+    assert items[f"{archive}!after.jpg"]["width"] == 227
+    print(f"\n{archive.stat().st_size // 1024} KB zip of {REPEATS} members of one name, "
+          f"{REPEATED_BYTES >> 20} MiB each: read in {entry['seconds']:.2f} s")
+    assert entry["seconds"] < REPEATED_SECONDS
+
+
+def test_a_strip_is_not_stretched_into_thousands_of_tiles():
+    check_tile_count(4800, 6000, 980, 227)
+    check_tile_count(1, 1, 1, 227)  # smaller than a tile: scored whole, one tile
+    check_tile_count(60, 2000, 12, 227)
+    with pytest.raises(TileLimitError, match="strip 1 pixels wide.*2671 tiles"):
+        check_tile_count(1, 2000, 2671, 227)
+    with pytest.raises(TileLimitError, match="over the 10000-tile limit"):
+        check_tile_count(4800, 6000, 10_001, 227)
+
+
+@pytest.mark.xfail(strict=True, reason="crackscan.tile_limits.check_tile_count is not yet "
+                                       "called where pipeline/tiling.py plans the tiles")
+def test_a_1x2000_png_is_a_tile_error_not_2671_tiles(tmp_path: Path, tiny_model_dir: Path):
+    strip = tmp_path / "in" / "strip.png"
+    strip.parent.mkdir()
+    strip.write_bytes(encoded(Image.new("L", (1, 2000), 128), "PNG"))
+    out = tmp_path / "out"
+    summary = score("--input", strip.parent, "--model", tiny_model_dir, "--output", out)
+    (error,) = read_jsonl(out, "errors")
+    assert (error["uri"], error["stage"]) == (str(strip), "tile")
+    assert "strip 1 pixels wide" in error["error"]
+    assert summary["tiles"] == 0 and summary["accounting_ok"] is True
