@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 from typing import Any
 
@@ -24,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from crackscan import sources
+from crackscan import cli, sources
 from crackscan.decode import DEFAULT_MAX_PIXELS
 from crackscan.model_card import ModelCardError, join, read_card
 from pipeline.inference import (FAILED, KERAS, LITERT, RUNTIMES, SCORES, ModelSpec,
@@ -63,7 +62,9 @@ def _count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # No abbreviations: a prefix of one of our flags must reach Beam's options untouched.
+    """The job's own flags; ``cli.parse_with_beam_options`` takes Beam's beside them.
+
+    No abbreviations: a prefix of one of our flags is not taken for it."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.score", allow_abbrev=False,
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", action="append", required=True, metavar="PATTERN",
@@ -177,7 +178,7 @@ def prepare(args: argparse.Namespace) -> RunFacts:
     return RunFacts(inputs=tuple(args.input), output=args.output, model_dir=args.model,
                     spec=spec, tile_size=tile_size, tile_stride=stride,
                     max_pixels=args.max_pixels, report_top=args.report_top, started=started,
-                    reuse_from=reuse_from)
+                    reuse_from=reuse_from, write_tiles=args.write_tiles)
 
 
 def build(pipeline: beam.Pipeline, facts: RunFacts, args: argparse.Namespace) -> None:
@@ -242,8 +243,9 @@ def dry_run(args: argparse.Namespace, options: PipelineOptions) -> dict[str, Any
 def run(argv: list[str] | None = None,
         test_pipeline: beam.Pipeline | None = None) -> dict[str, Any] | None:
     """Runs the job; returns (and prints) the summary when the runner waited for the end,
-    or with ``--dry-run`` the job that would have been submitted."""
-    args, pipeline_args = build_parser().parse_known_args(argv)
+    or with ``--dry-run`` the job that would have been submitted. An argument that neither
+    the job nor Beam's pipeline options understand exits with status 2 before any check."""
+    args, pipeline_args = cli.parse_with_beam_options(build_parser(), argv)
     if args.dry_run:
         return dry_run(args, PipelineOptions(pipeline_args))
     facts = prepare(args)
@@ -262,10 +264,8 @@ def run(argv: list[str] | None = None,
 
 def main(argv: list[str] | None = None) -> None:
     logging.getLogger().setLevel(logging.INFO)
-    try:
+    with cli.one_line_errors("pipeline.score", ModelCardError, sources.SourceError, SetupError):
         run(argv)
-    except (ModelCardError, sources.SourceError, SetupError) as exc:
-        sys.exit(f"pipeline.score: error: {exc}")
 
 
 if __name__ == "__main__":
