@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from crackscan import decode, sources
+from crackscan import cli, decode, sources
 from crackscan.model_card import join
 from crackscan.tiles import TilingError, default_stride, plan_tiles
 from training import near_copies, tfrecords, windows
@@ -392,7 +392,7 @@ def build(source: str | list[str], output: str, shards: int = 4, val_fraction: f
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--source", required=True, action="append", metavar="[NAME=]SRC",
                    help="repeatable: a folder with Negative/ and Positive/ (or a .zip/.tar(.gz) "
                         "of it), or a folder with images/ and masks/; NAME (default: the "
@@ -420,16 +420,17 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     p = parser()
-    args = p.parse_args(argv)
+    args = cli.parse_args(p, argv)
     licences = dict(text.partition("=")[::2] for text in args.licence)
     if any(not name or not text for name, text in licences.items()):
         p.error("--licence takes NAME=TEXT")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     command = "python -m training.build_dataset " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    manifest = build(args.source, args.output, args.shards, args.val_fraction,
-                     args.test_fraction, args.max_pixels, args.tile_size, args.tile_stride,
-                     licences, command)
+    with cli.one_line_errors("training.build_dataset", BuildError, sources.SourceError):
+        manifest = build(args.source, args.output, args.shards, args.val_fraction,
+                         args.test_fraction, args.max_pixels, args.tile_size,
+                         args.tile_stride, licences, command)
     counts = manifest["counts"]
     for split in SPLITS:
         print(f"{split:>5}: {counts[split]['total']:6d} examples  "

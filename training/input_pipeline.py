@@ -33,9 +33,25 @@ def shard_files(data_dir: str, split: str) -> list[str]:
     return files
 
 
+class DataError(ValueError):
+    """A data set folder that training cannot use; the message names the file and why."""
+
+
 def read_manifest(data_dir: str) -> dict:
-    with tf.io.gfile.GFile(posixpath.join(data_dir, "manifest.json")) as handle:
-        return json.load(handle)
+    path = posixpath.join(data_dir, "manifest.json")
+    try:
+        with tf.io.gfile.GFile(path) as handle:
+            manifest = json.load(handle)
+    except tf.errors.NotFoundError:
+        raise DataError(f"{path}: no such file; run training.build_dataset first") from None
+    except (tf.errors.OpError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable manifest: {exc}") from None
+    missing = [key for key in ("class_names", "counts", "counts_by_source", "sources")
+               if not isinstance(manifest, dict) or key not in manifest]
+    if missing:
+        raise DataError(f"{path}: not a manifest of this training.build_dataset, it lacks "
+                        f"{missing}; rebuild the data set")
+    return manifest
 
 
 def augmenter(seed: int) -> keras.Sequential:

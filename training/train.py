@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from crackscan import model_card
+from crackscan import cli, model_card
 from training import (evaluate, export, export_tflite, input_pipeline, model as model_lib,
                       plots)
 
@@ -242,26 +242,37 @@ def tile_size(manifest: dict, image_size: int) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--data", required=True, help="folder written by training.build_dataset")
     p.add_argument("--output", required=True, help="model folder to write")
     p.add_argument("--weights", default="imagenet",
                    help="'imagenet' (download Keras' weights), 'none' (from scratch) or a "
-                        "local .weights.h5 of MobileNetV2 without its top")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=10, help="stage 1 epochs (at most)")
-    p.add_argument("--fine-tune-epochs", type=int, default=10, help="stage 2 epochs (at most)")
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
+                        "local .weights.h5 of MobileNetV2 without its top (default: imagenet)")
+    p.add_argument("--image-size", type=int, default=224,
+                   help="side the model resizes its input to, inside the model (default: 224)")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="examples per training step and per evaluation batch (default: 32)")
+    p.add_argument("--epochs", type=int, default=10,
+                   help="stage 1 epochs, at most: early stopping may end it (default: 10)")
+    p.add_argument("--fine-tune-epochs", type=int, default=10,
+                   help="stage 2 epochs, at most; 0 skips stage 2 (default: 10)")
+    p.add_argument("--learning-rate", type=float, default=1e-3,
+                   help="Adam's learning rate for stage 1, the head (default: 1e-3)")
+    p.add_argument("--fine-tune-learning-rate", type=float, default=1e-5,
+                   help="Adam's learning rate for stage 2, the unfrozen top (default: 1e-5)")
     p.add_argument("--fine-tune-layers", type=int, default=38,
-                   help="top backbone layers unfrozen in stage 2 (38 = blocks 13-16 + Conv_1)")
-    p.add_argument("--patience", type=int, default=3)
-    p.add_argument("--dropout", type=float, default=0.2)
+                   help="top backbone layers unfrozen in stage 2, batch norm excluded "
+                        "(default: 38 = blocks 13-16 + Conv_1)")
+    p.add_argument("--patience", type=int, default=3,
+                   help="epochs without a lower validation loss before a stage stops and "
+                        "restores its best weights (default: 3)")
+    p.add_argument("--dropout", type=float, default=0.2,
+                   help="dropout rate before the classifier (default: 0.2)")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="training batches per epoch; batches are drawn balanced from an "
                         "endless stream (default: as many as the train split holds)")
-    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--seed", type=int, default=1337,
+                   help="seed of weights, sampling and augmentation (default: 1337)")
     p.add_argument("--int8", action="store_true",
                    help="also export a full-integer model_int8.tflite, calibrated on training "
                         "images; the card gives its test accuracy beside the float model's")
@@ -269,14 +280,24 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parser().parse_args(argv)
+    args = cli.parse_args(parser(), argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
-    report = train(args, argv)
+    with cli.one_line_errors("training.train", input_pipeline.DataError, FileNotFoundError):
+        report = train(args, argv)
     test = report["test"]
     print(f"test accuracy {test['accuracy']:.4f}  precision {test['precision']:.4f}  "
-          f"recall {test['recall']:.4f}  F1 {test['f1']:.4f}  ROC AUC {test['roc_auc']:.4f}  "
-          f"threshold {test['threshold']:.3f}  ({test['counts']['total']} test images, "
+          f"recall {test['recall']:.4f}  F1 {test['f1']:.4f}  threshold "
+          f"{test['threshold']:.3f}  ({test['counts']['total']} test examples, "
           f"{report['wall_seconds']:.0f}s)")
+    for name, figures in report["by_source"]["test"].items():
+        alarms = figures["false_alarm_rate"]
+        print(f"  {name:<16} accuracy {figures['accuracy']:.4f}  recall "
+              f"{figures['recall']:.4f}  false alarms "
+              f"{'n/a' if alarms is None else f'{alarms:.4f}'}  "
+              f"({figures['counts']['total']} test examples)")
+    photos = report["photo_rule"]
+    print(f"photo rule: {photos['tiles_needed']} tile(s) at the threshold; test photos: recall "
+          f"{photos['test']['recall']}, false alarms {photos['test']['false_alarm_rate']}")
     print(f"model: {os.path.join(args.output, 'model.keras')}  card: "
           f"{os.path.join(args.output, 'model_card.json')}  plots: "
           f"{os.path.join(args.output, 'plots')}")
