@@ -5,13 +5,14 @@
 
 The input must never be the bottleneck: the training input pipeline, built exactly as
 ``training.train`` builds it (``training.input_pipeline.dataset(..., training=True)``:
-shuffled interleaved reads, decode, resize, batch, flips and rotations, prefetch), should
+balanced draws from every (source, class), decode, resize, batch, augmentation, prefetch), should
 deliver at least twice the examples per second that a training step consumes at the same
 batch and image size (``training.train``'s defaults unless given). Measured in one run,
 interleaved and repeated (median):
 
-* ``input``: whole epochs of the training split iterated without a model (a fresh iterator
-  per epoch, as ``fit`` makes one, so shuffle-buffer refills count);
+* ``input``: an epoch's worth of batches (the train split's size) iterated without a model,
+  a fresh iterator each time, as ``fit`` makes one per stage, so cache and shuffle-buffer
+  fills count;
 * ``stage1`` / ``stage2``: ``fit`` steps of the real model, stage 1 with the backbone frozen
   and stage 2 with its top ``--fine-tune-layers`` unfrozen (batch norm frozen), compiled as
   ``training.train`` compiles them, fed one real training batch repeated from memory so
@@ -145,9 +146,8 @@ def measure(args: argparse.Namespace, data: str) -> str:
     # One real augmented batch, repeated from memory: the step is all that is measured.
     images, labels = next(iter(train_ds))
     in_memory = tf.data.Dataset.from_tensors((images, labels)).repeat()
-    # As training.train repeats it; each epoch ends with one partial batch (counted here as
-    # a full one: under 1% on the 3,211-example split at batch 32).
-    fed = train_ds.repeat()
+    fed = train_ds  # endless, as training.train feeds it
+    epoch = train_ds.take(max(1, manifest["counts"]["train"]["total"] // train.batch_size))
 
     print(f"building the models ({train.image_size} px, batch {train.batch_size}, "
           f"weights {train.weights}) ...", file=sys.stderr, flush=True)
@@ -180,7 +180,7 @@ def measure(args: argparse.Namespace, data: str) -> str:
 
     def one(name: str) -> float:
         if name == "input":
-            rate = input_rate(train_ds, args.seconds)
+            rate = input_rate(epoch, args.seconds)
         else:
             rate = step_rate(models[name.split()[0]], sources[name], train.batch_size,
                              args.seconds)
