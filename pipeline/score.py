@@ -26,8 +26,9 @@ from apache_beam.runners.runner import PipelineState
 from crackscan import cli, sources
 from crackscan.decode import DEFAULT_MAX_PIXELS
 from crackscan.model_card import ModelCardError, join, read_card
-from pipeline.inference import (FAILED, KERAS, LITERT, RUNTIMES, SCORES, ModelSpec,
-                                ScoreTiles, tile_model_handler)
+from crackscan.tiles import default_stride
+from pipeline.inference import (FAILED, KERAS, LITERT, RUNTIMES, SCORES, SHIPPED_MODEL_DIR,
+                                ModelSpec, ScoreTiles, tile_model_handler)
 from pipeline.reading import (ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPredictions,
                               unfinished_run_reason)
 from pipeline.records import ScoredImage, tile_rows
@@ -37,7 +38,7 @@ from pipeline.bigquery_sink import WriteBigQuery, table_spec
 from pipeline.dry_run import dataflow_problems, is_dataflow, job_plan
 from pipeline.sinks import FORMATS, WriteJsonLines, WritePredictions
 from pipeline.summary import REPORT_FILE, SUMMARY_FILE, RunFacts, Summarize
-from pipeline.tiling import INFOS, TILES, DecodeAndTile, default_stride
+from pipeline.tiling import INFOS, TILES, DecodeAndTile
 from pipeline.tiling import ERRORS as TILING_ERRORS
 
 OUTPUT_NAMES = ("predictions-*", "tiles-*", "errors-*", SUMMARY_FILE, REPORT_FILE)
@@ -70,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", action="append", required=True, metavar="PATTERN",
                         help="file glob, folder or .zip/.tar/.tar.gz archive, local or "
                              "gs://; repeat for more")
-    parser.add_argument("--model", required=True, metavar="MODEL_DIR",
-                        help="exported model folder: model.keras + model_card.json")
+    parser.add_argument("--model", default=SHIPPED_MODEL_DIR, metavar="MODEL_DIR",
+                        help="exported model folder: model_card.json + model.tflite and/or "
+                             "model.keras, local or gs:// (default: the field model shipped "
+                             "in the package; on Dataflow copy it to gs:// first)")
     parser.add_argument("--output", required=True, metavar="OUT",
                         help="output folder or gs:// prefix; must not hold an earlier run")
     parser.add_argument("--format", choices=FORMATS, default="csv",
@@ -121,6 +124,9 @@ def _matching(pattern: str) -> list[str]:
 
 def runtime_for(args: argparse.Namespace, spec: ModelSpec) -> str:
     """The runtime asked for, or LiteRT when the model has a .tflite (the faster one)."""
+    if args.runtime == KERAS and spec.model_uri is None:
+        raise SetupError(f"--runtime keras: {args.model} holds no model.keras (a LiteRT-only "
+                         f"model folder); use --runtime litert")
     if args.runtime == LITERT and spec.tflite_uri is None:
         raise SetupError(f"--runtime litert: {args.model} has no .tflite in its model card; "
                          f"add one with python -m training.export_tflite --model "
