@@ -236,7 +236,8 @@ def _rank(image: ScoredImage) -> tuple[float, str]:
 
 
 def _uri(image_or_row: ScoredImage | dict[str, Any]) -> str:
-    return image_or_row.row["uri"] if isinstance(image_or_row, ScoredImage) else image_or_row["uri"]
+    row = image_or_row.row if isinstance(image_or_row, ScoredImage) else image_or_row
+    return row["uri"]
 
 
 class Summarize(beam.PTransform):

@@ -47,8 +47,10 @@ SKIPPED_BYTES = 64 << 20  # zeros in a refused tar member that the reader must s
 SECONDS_PER_FILE = 10.0
 RSS_GROWTH_LIMIT = 512 * 2**20
 # Names as uris spell them: a newline and the "!" separator inside a name are escaped.
-IN_URIS = {'survey/odd,name "quoted"\nsecond line.jpg': 'survey/odd,name "quoted"%0Asecond line.jpg',
-           "survey/ünïcödé!bang.png": "survey/ünïcödé%21bang.png"}
+IN_URIS = {
+    'survey/odd,name "quoted"\nsecond line.jpg': 'survey/odd,name "quoted"%0Asecond line.jpg',
+    "survey/ünïcödé!bang.png": "survey/ünïcödé%21bang.png",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,7 +440,7 @@ def test_reading_and_decoding_any_file_is_bounded_in_memory_and_time(decode_prob
     assert growth < RSS_GROWTH_LIMIT
 
 
-# --------------------------------------------------------------------------- small files, large costs
+# ------------------------------------------------------------- small files, large costs
 
 FLAT_16BIT = (8000, 8000)  # 64 megapixels of one grey: about 120 KB as a 16-bit PNG
 REPEATS = 40  # members of one name in a zip
