@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from bench.measure import machine, markdown_table, run_child
-from pipeline.summary import SUMMARY_FILE
+from pipeline.run_status import SUMMARY_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 GB = 1e9

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pipeline.score import run as score
-from training.export_tflite import IMAGE_SUFFIXES
+from crackscan.decode import IMAGE_SUFFIXES
 
 PACKAGES = ("tensorflow-cpu", "keras", "ai-edge-litert", "apache-beam", "pillow", "numpy")
 

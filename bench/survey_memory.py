@@ -33,7 +33,7 @@ from bench.measure import machine, markdown_table, run_child
 from crackscan.model_card import join
 from pipeline.inference import LITERT, RUNTIMES
 from pipeline.records import parse_predictions
-from pipeline.summary import SUMMARY_FILE
+from pipeline.run_status import SUMMARY_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTO = Path("../shared/data/survey/crack/CRACK500_20160328_153612_1281_1081.jpg")

@@ -17,6 +17,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # 120 megapixels: above any drone or DSLR sensor in use, below what exhausts a worker.
 DEFAULT_MAX_PIXELS = 120_000_000
+# Names that sampling for checks and benchmarks takes for images; scoring itself tries every
+# file, whatever its name.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 # Modes whose values are rescaled here, not by Pillow: 16-bit, 32-bit integer, float.
 WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})

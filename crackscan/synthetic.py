@@ -23,7 +23,8 @@ import zipfile
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-CLASS_NAMES = ("Negative", "Positive")
+from crackscan.labels import CLASS_NAMES
+
 JPEG_QUALITY = 90
 BROKEN_MEMBER = "survey/DJI_BROKEN.JPG"
 # Enough to hold a JPEG header and the start of the scan, so the file opens but cannot decode.

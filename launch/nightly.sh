@@ -76,39 +76,11 @@ exec 3>&2 >>"$LOG_FILE" 2>&1
 
 # Moves the night's existing output to $PREVIOUS (replacing an older copy there) and prints
 # the folder to give as --skip-scored, or nothing on a first run. Only a finished output
-# (its summary.json is a run's last write) replaces $PREVIOUS: the files of a run killed or
-# failed part-way are deleted, so $PREVIOUS keeps the last finished output for the next try.
+# replaces $PREVIOUS: the files of a run killed or failed part-way are deleted, so $PREVIOUS
+# keeps the last finished output for the next try. What "finished" means is
+# pipeline/run_status.py's rule, the one --skip-scored applies too.
 previous_output() {
-  "$PYTHON" - "$OUT" "$PREVIOUS" <<'PYTHON'
-import os
-import sys
-
-from apache_beam.io.filesystems import FileSystems
-
-out, previous = sys.argv[1:]
-
-
-def files(folder: str) -> list[str]:
-    return [m.path for m in FileSystems.match([folder + "**"])[0].metadata_list]
-
-
-current = files(out)
-if current and out + "summary.json" not in current:
-    print(f"{out} holds an unfinished run (no summary.json): deleting its "
-          f"{len(current)} files", file=sys.stderr)
-    FileSystems.delete(current)
-elif current:
-    stale = files(previous)
-    if stale:
-        FileSystems.delete(stale)
-    targets = [previous + path[len(out):] for path in current]
-    for target in targets:
-        if FileSystems.get_scheme(target) is None:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-    FileSystems.rename(current, targets)
-if files(previous):
-    print(previous)
-PYTHON
+  "$PYTHON" -m pipeline.run_status rotate "$OUT" "$PREVIOUS"
 }
 
 echo "=== $(date -u +%FT%TZ) night $NIGHT, runner $RUNNER, run $RUN_ID"

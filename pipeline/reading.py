@@ -20,7 +20,6 @@ from apache_beam.pvalue import TaggedOutput
 from crackscan import sources
 from crackscan.model_card import join
 from pipeline.records import SourceImage, error_row, parse_predictions
-from pipeline.summary import SUMMARY_FILE
 
 IMAGES, REUSED, ERRORS = "images", "reused", "errors"
 # Often enough to watch a local run progress, rare enough not to flood a worker's log.
@@ -29,27 +28,6 @@ LOG_EVERY = 500
 
 def previous_predictions_pattern(previous_out: str) -> str:
     return join(previous_out, "predictions-*")
-
-
-def unfinished_run_reason(previous_out: str) -> str | None:
-    """Why an earlier output must not be reused, or None when its run finished.
-
-    ``summary.json`` is a run's last write, after every sink has renamed its shards into
-    place, and is itself renamed into place. A run killed or failed before it may still
-    have renamed some shards: complete files, but not a complete run, so nothing of an
-    output without it is trusted. Nor is one whose summary records a failed accounting.
-    """
-    path = join(previous_out, SUMMARY_FILE)
-    if not FileSystems.exists(path):
-        return f"{path} is missing: that run did not finish"
-    try:
-        with FileSystems.open(path) as handle:
-            summary = json.loads(handle.read())
-    except ValueError as exc:
-        return f"{path} is not valid JSON: {exc}"
-    if not isinstance(summary, dict) or summary.get("accounting_ok") is not True:
-        return f"{path} does not record a run whose accounting added up"
-    return None
 
 
 class ReadPreviousPredictions(beam.PTransform):

@@ -29,15 +29,15 @@ from crackscan.model_card import ModelCardError, join, read_card
 from crackscan.tiles import default_stride
 from pipeline.inference import (FAILED, KERAS, LITERT, RUNTIMES, SCORES, SHIPPED_MODEL_DIR,
                                 ModelSpec, ScoreTiles, tile_model_handler)
-from pipeline.reading import (ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPredictions,
-                              unfinished_run_reason)
+from pipeline.reading import ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPredictions
 from pipeline.records import ScoredImage, tile_rows
 from pipeline.regroup import SCORED, RegroupByImage
 from pipeline.regroup import ERRORS as INFERENCE_ERRORS
 from pipeline.bigquery_sink import WriteBigQuery, table_spec
 from pipeline.dry_run import dataflow_problems, is_dataflow, job_plan
 from pipeline.sinks import FORMATS, WriteJsonLines, WritePredictions
-from pipeline.summary import REPORT_FILE, SUMMARY_FILE, RunFacts, Summarize
+from pipeline.run_status import REPORT_FILE, SUMMARY_FILE, unfinished_run_reason
+from pipeline.summary import RunFacts, Summarize
 from pipeline.tiling import INFOS, TILES, DecodeAndTile
 from pipeline.tiling import ERRORS as TILING_ERRORS
 

@@ -32,9 +32,9 @@ from crackscan.model_card import join
 from crackscan.sources import read_uri
 from pipeline.inference import ModelSpec
 from pipeline.records import PREDICTION_FIELDS, STAGES, ScoredImage, tile_rows
+from pipeline.run_status import REPORT_FILE, SUMMARY_FILE
 from pipeline.report import MAX_ERRORS_SHOWN, heatmap_thumbnail, render_report
 
-SUMMARY_FILE, REPORT_FILE = "summary.json", "report.html"
 OUTPUT_KINDS = ("predictions", "tiles", "errors")
 # The report lists this many errors of each stage (the first by uri); the errors files
 # hold all of them.

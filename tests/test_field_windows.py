@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageEnhance
 
+from crackscan.labels import EXCLUDED, NEGATIVE, POSITIVE
 from crackscan.tiles import default_stride, plan_tiles
 from training import build_dataset, tfrecords, windows
 
@@ -27,12 +28,12 @@ def mask_with(*boxes: tuple[int, int, int, int, int], side: int = SIZE) -> np.nd
 
 
 @pytest.mark.parametrize("mask,expected", [
-    (mask_with((110, 20, 113, 200, 255)), (windows.POSITIVE, False)),  # a crack through the centre
-    (mask_with((10, 10, 12, 60, 255)), (windows.EXCLUDED, False)),  # only near the edge
-    (mask_with(), (windows.NEGATIVE, False)),  # nothing
-    (mask_with((0, 100, 224, 106, 128)), (windows.NEGATIVE, True)),  # a joint, no crack
+    (mask_with((110, 20, 113, 200, 255)), (POSITIVE, False)),  # a crack through the centre
+    (mask_with((10, 10, 12, 60, 255)), (EXCLUDED, False)),  # only near the edge
+    (mask_with(), (NEGATIVE, False)),  # nothing
+    (mask_with((0, 100, 224, 106, 128)), (NEGATIVE, True)),  # a joint, no crack
     (mask_with((0, 100, 224, 106, 128), (112, 112, 114, 114, 255)),
-     (windows.POSITIVE, False)),  # a joint and a crack in the centre
+     (POSITIVE, False)),  # a joint and a crack in the centre
 ], ids=["crack-at-centre", "crack-at-edge", "none", "joints-only", "joint-and-crack"])
 def test_window_label_rule_on_hand_made_masks(mask, expected):
     assert windows.label_window(mask, 0, 0, SIZE) == expected
@@ -41,10 +42,10 @@ def test_window_label_rule_on_hand_made_masks(mask, expected):
 def test_a_crack_just_outside_the_window_leaves_it_out_but_one_far_away_does_not():
     mask = np.zeros((SIZE, 2 * SIZE), np.uint8)
     mask[:, SIZE + 2] = 255  # 2 px right of the first window, within the 4 px margin
-    assert windows.label_window(mask, 0, 0, SIZE) == (windows.EXCLUDED, False)
+    assert windows.label_window(mask, 0, 0, SIZE) == (EXCLUDED, False)
     mask[:] = 0
     mask[:, SIZE + 20] = 255
-    assert windows.label_window(mask, 0, 0, SIZE) == (windows.NEGATIVE, False)
+    assert windows.label_window(mask, 0, 0, SIZE) == (NEGATIVE, False)
 
 
 def test_windows_are_the_scorers_tiles_and_a_small_photo_keeps_its_crack():
@@ -54,7 +55,7 @@ def test_windows_are_the_scorers_tiles_and_a_small_photo_keeps_its_crack():
     mask = mask_with((80, 0, 81, 160, 255), side=160)
     plan = plan_tiles(160, 160, SIZE, default_stride(SIZE), 10**8)
     (window,) = windows.windows(plan, rgb, mask)
-    assert window.label == windows.POSITIVE and window.pixels.shape == (SIZE, SIZE, 3)
+    assert window.label == POSITIVE and window.pixels.shape == (SIZE, SIZE, 3)
     big = np.zeros((500, 700, 3), np.uint8)
     plan = plan_tiles(700, 500, SIZE, default_stride(SIZE), 10**8)
     boxes = [w.box for w in windows.windows(plan, big, np.zeros((500, 700), np.uint8))]
@@ -123,7 +124,7 @@ def test_mask_source_windows_carry_label_box_source_and_the_scorers_pixels(field
         if photo_rows[0]["split"] != "train":
             assert len(photo_rows) == plan.count
         else:
-            assert all(r["label"] != windows.EXCLUDED for r in photo_rows)
+            assert all(r["label"] != EXCLUDED for r in photo_rows)
     counts = manifest["counts_by_source"]
     assert sum(counts[s]["drone"]["hard_negative"] for s in build_dataset.SPLITS) == sum(
         r["hard_negative"] for r in rows) > 0

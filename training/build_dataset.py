@@ -38,11 +38,11 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from crackscan import cli, decode, sources
+from crackscan.labels import CLASS_NAMES, EXCLUDED
 from crackscan.model_card import join
 from crackscan.tiles import TilingError, default_stride, plan_tiles
 from training import near_copies, tfrecords, windows
 
-CLASS_NAMES = ("Negative", "Positive")
 SPLITS = ("train", "val", "test")
 DEFAULT_TILE_SIZE = 224
 MASK_SUFFIX = ".png"
@@ -255,7 +255,7 @@ def assign_splits(photos: list[Photo], val_fraction: float, test_fraction: float
     for index, group in enumerate(group_of):
         members[group].append(index)
     def group_size(group: int) -> int:
-        return max(1, sum(e["label"] != windows.EXCLUDED for i in members[group]
+        return max(1, sum(e["label"] != EXCLUDED for i in members[group]
                           for e in photos[i].examples))
 
     def main_source(group: int) -> str:
@@ -312,8 +312,8 @@ def _counts(examples: list[dict]) -> dict[str, Any]:
     counts = {name: labels.get(index, 0) for index, name in enumerate(CLASS_NAMES)}
     counts["total"] = counts["Negative"] + counts["Positive"]
     counts["hard_negative"] = sum(e["hard_negative"] for e in examples)
-    if labels.get(windows.EXCLUDED):
-        counts["excluded"] = labels[windows.EXCLUDED]
+    if labels.get(EXCLUDED):
+        counts["excluded"] = labels[EXCLUDED]
     return counts
 
 
@@ -350,10 +350,10 @@ def build(source: str | list[str], output: str, shards: int = 4, val_fraction: f
     by_split: dict[str, list[dict]] = {split: [] for split in SPLITS}
     for photo, split in zip(photos, splits):
         by_split[split] += [e for e in photo.examples
-                            if split != "train" or e["label"] != windows.EXCLUDED]
+                            if split != "train" or e["label"] != EXCLUDED]
     tf.io.gfile.makedirs(output)
     labelled = [e for examples in by_split.values() for e in examples
-                if e["label"] != windows.EXCLUDED]
+                if e["label"] != EXCLUDED]
     manifest: dict[str, Any] = {
         "source": ",".join(s.path for s in source_list),
         "command": command,

@@ -18,10 +18,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from crackscan.labels import CLASS_NAMES, NEGATIVE, POSITIVE
 from crackscan.verdict import photo_probability
 
-POSITIVE = 1
-NEGATIVE, EXCLUDED = 0, -1
 MAX_TILES_NEEDED = 5
 
 
@@ -93,7 +92,7 @@ def metrics(predictions: Predictions, threshold: float) -> dict:
         "false_alarm_rate": fp / (tn + fp) if tn + fp else None,
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
         "roc_auc": roc_auc,
-        "confusion_matrix": {"labels": ["Negative", "Positive"],
+        "confusion_matrix": {"labels": list(CLASS_NAMES),
                              "rows_true_columns_predicted": matrix.tolist()},
         "counts": {"total": int(len(labels)), "positive": int(tp + fn),
                    "negative": int(tn + fp), "errors": int(fp + fn)},

@@ -31,13 +31,13 @@ import tensorflow as tf
 from PIL import Image
 
 from crackscan import model_card
+from crackscan.decode import IMAGE_SUFFIXES
 from crackscan.tflite_model import TFLiteClassifier
 from training.export import native_batch
 
 MAX_ABS_DIFF = 1e-4
 INT8_FILE = "model_int8.tflite"
 INT8_MAX_ACCURACY_LOSS = 0.001  # 0.1 percentage point
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 log = logging.getLogger("crackscan.export_tflite")
 

@@ -17,10 +17,10 @@ import posixpath
 import keras
 import tensorflow as tf
 
+from crackscan.labels import CLASS_NAMES
 from training import tfrecords
 
 AUTOTUNE = tf.data.AUTOTUNE
-CLASS_NAMES = ("Negative", "Positive")
 # Per (source, class) stream; the shards are already in hash order, i.e. shuffled.
 STREAM_SHUFFLE = 2048
 

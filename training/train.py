@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from crackscan import cli, model_card
+from crackscan.labels import POSITIVE
 from training import (evaluate, export, export_tflite, input_pipeline, model as model_lib,
                       plots)
 
@@ -158,7 +159,7 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     tiles_needed = evaluate.choose_tiles_needed(val_photos, threshold)
     photo_rule = {
         "tiles_needed": tiles_needed,
-        "rule": f"a photo is {class_names[evaluate.POSITIVE]} when at least {tiles_needed} of "
+        "rule": f"a photo is {class_names[POSITIVE]} when at least {tiles_needed} of "
                 f"its tiles (all of them, if it has fewer) reach the threshold; its "
                 f"crack_probability is its {tiles_needed}-th highest tile probability",
         "chosen_by": "best balanced accuracy on whole validation photos, averaged over "
@@ -176,7 +177,7 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     card = {
         "name": "crackscan-mobilenet-v2",
         "class_names": class_names,
-        "positive_class": class_names[evaluate.POSITIVE],
+        "positive_class": class_names[POSITIVE],
         "input_size": args.image_size,
         "tile_size": tile_size(manifest, args.image_size),
         "input": "float32 or uint8 RGB 0-255, shape (batch, height, width, 3), any size; "

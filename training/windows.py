@@ -29,9 +29,9 @@ import numpy as np
 from PIL import Image
 
 from crackscan.decode import DecodeError, open_image
+from crackscan.labels import EXCLUDED, NEGATIVE, POSITIVE
 from crackscan.tiles import TilePlan
 
-POSITIVE, NEGATIVE, EXCLUDED = 1, 0, -1
 CRACK_MIN, JOINT_MIN = 192, 64
 DEFAULT_MARGIN = 4
 MASK_MODES = ("L", "1", "P")
