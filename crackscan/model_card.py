@@ -12,15 +12,18 @@ so a wrong folder stops the run with one clear message before any worker starts.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import posixpath
 import re
 import zipfile
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+from crackscan.verdict import photo_probability
 
 MODEL_FILE = "model.keras"
 # Same model converted for the LiteRT runtime; optional (older model folders lack it).
@@ -226,3 +229,62 @@ def has_keras_model(directory: str) -> bool:
 def model_version(card: dict[str, Any]) -> str:
     """Short content hash that names the model in every prediction row."""
     return card["model_sha256"][:12]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """A model folder's card as scoring uses it: typed, checked once on the launcher, with
+    the files it names resolved to where they are."""
+
+    model_uri: str | None  # None: a LiteRT-only folder, such as the shipped model
+    model_sha256: str
+    version: str
+    class_names: tuple[str, ...]
+    positive_class: str
+    negative_class: str
+    threshold: float
+    tile_size: int
+    tflite_uri: str | None = None  # same model for LiteRT, when the card lists one
+    tflite_sha256: str | None = None
+    tiles_needed: int = 1  # the card's photo rule; cards without one flag on any tile
+
+    @property
+    def positive_index(self) -> int:
+        return self.class_names.index(self.positive_class)
+
+    @classmethod
+    def read(cls, model_dir: str) -> "ModelCard":
+        """Reads and checks the card (:func:`read_card`), and refuses one that would make
+        every row wrong rather than fail once scored."""
+        card = read_card(model_dir)
+        names = tuple(card["class_names"])
+        positive = card["positive_class"]
+        if len(names) != 2 or positive not in names:
+            raise ModelCardError(f"{model_dir}: class_names {list(names)} must name two "
+                                 f"classes, one of them the positive class {positive!r}")
+        threshold = float(card["threshold"])
+        if not 0.0 <= threshold <= 1.0:
+            raise ModelCardError(f"{model_dir}: threshold {threshold} is not a probability")
+        if "model_sha256" not in card:
+            raise ModelCardError(f"{model_dir}: model_sha256 is missing; every prediction "
+                                 f"row names the model version derived from it")
+        tiles_needed = card.get("photo_rule", {}).get("tiles_needed", 1)
+        if not isinstance(tiles_needed, int) or isinstance(tiles_needed, bool) or \
+                tiles_needed < 1:
+            raise ModelCardError(f"{model_dir}: photo_rule.tiles_needed must be a positive "
+                                 f"integer, got {tiles_needed!r:.40}")
+        return cls(model_uri=join(model_dir, MODEL_FILE) if has_keras_model(model_dir)
+                   else None, model_sha256=card["model_sha256"],
+                   version=model_version(card), class_names=names, positive_class=positive,
+                   negative_class=next(name for name in names if name != positive),
+                   threshold=threshold, tile_size=int(card["tile_size"]),
+                   tflite_uri=join(model_dir, card["tflite_file"])
+                   if "tflite_file" in card else None,
+                   tflite_sha256=card.get("tflite_sha256"), tiles_needed=tiles_needed)
+
+    def photo_probability(self, tile_probabilities: Sequence[float]) -> float:
+        return photo_probability(tile_probabilities, self.tiles_needed)
+
+    def label(self, crack_probability: float) -> str:
+        return (self.positive_class if crack_probability >= self.threshold
+                else self.negative_class)

@@ -16,7 +16,7 @@ from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOp
                                                   SetupOptions, StandardOptions,
                                                   WorkerOptions)
 
-from pipeline.summary import RunFacts
+from pipeline.run_config import RunConfig
 
 DATAFLOW_RUNNERS = frozenset({"DataflowRunner", "dataflow"})
 REQUIRED_DATAFLOW_OPTIONS = {
@@ -64,7 +64,7 @@ def dataflow_problems(options: PipelineOptions, paths: dict[str, list[str]]) -> 
     return problems
 
 
-def job_plan(options: PipelineOptions, facts: RunFacts) -> dict[str, Any]:
+def job_plan(options: PipelineOptions, facts: RunConfig) -> dict[str, Any]:
     """What would be submitted: the explicitly given options and the run's own facts."""
     cloud = options.view_as(GoogleCloudOptions)
     return {

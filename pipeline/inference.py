@@ -23,10 +23,8 @@ from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler, Pred
                                            RunInference)
 from apache_beam.pvalue import TaggedOutput
 
-from crackscan.model_card import (MODEL_FILE, ModelCardError, has_keras_model, join,
-                                  model_version)
+from crackscan.model_card import ModelCard, ModelCardError
 from crackscan.tflite_model import TFLiteClassifier  # imports LiteRT only when one is made
-from crackscan.verdict import photo_probability
 from pipeline.records import TileKey, TileScore, probability
 
 SCORES, FAILED = "scores", "failed"
@@ -38,62 +36,6 @@ RUNTIMES = (LITERT, KERAS)
 # ~10% faster per image at 8 than at 32 (a batch's activations stay in cache), while Keras
 # gains up to 32 from fewer calls of its own per-call overhead.
 DEFAULT_BATCH_SIZES = {LITERT: 8, KERAS: 32}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """What scoring needs from a model directory, checked once before the pipeline starts."""
-
-    model_uri: str | None  # None: a LiteRT-only folder, such as the shipped model
-    model_sha256: str
-    version: str
-    class_names: tuple[str, ...]
-    positive_class: str
-    negative_class: str
-    threshold: float
-    tile_size: int
-    tflite_uri: str | None = None  # same model for LiteRT, when the card lists one
-    tflite_sha256: str | None = None
-    tiles_needed: int = 1  # the card's photo rule; cards without one flag on any tile
-
-    @property
-    def positive_index(self) -> int:
-        return self.class_names.index(self.positive_class)
-
-    @classmethod
-    def from_card(cls, model_dir: str, card: dict[str, Any]) -> "ModelSpec":
-        """Refuses cards that would make every row wrong rather than fail once scored."""
-        names = tuple(card["class_names"])
-        positive = card["positive_class"]
-        if len(names) != 2 or positive not in names:
-            raise ModelCardError(f"{model_dir}: class_names {list(names)} must name two "
-                                 f"classes, one of them the positive class {positive!r}")
-        threshold = float(card["threshold"])
-        if not 0.0 <= threshold <= 1.0:
-            raise ModelCardError(f"{model_dir}: threshold {threshold} is not a probability")
-        if "model_sha256" not in card:
-            raise ModelCardError(f"{model_dir}: model_sha256 is missing; every prediction "
-                                 f"row names the model version derived from it")
-        tiles_needed = card.get("photo_rule", {}).get("tiles_needed", 1)
-        if not isinstance(tiles_needed, int) or isinstance(tiles_needed, bool) or \
-                tiles_needed < 1:
-            raise ModelCardError(f"{model_dir}: photo_rule.tiles_needed must be a positive "
-                                 f"integer, got {tiles_needed!r:.40}")
-        return cls(model_uri=join(model_dir, MODEL_FILE) if has_keras_model(model_dir)
-                   else None, model_sha256=card["model_sha256"],
-                   version=model_version(card), class_names=names, positive_class=positive,
-                   negative_class=next(name for name in names if name != positive),
-                   threshold=threshold, tile_size=int(card["tile_size"]),
-                   tflite_uri=join(model_dir, card["tflite_file"])
-                   if "tflite_file" in card else None,
-                   tflite_sha256=card.get("tflite_sha256"), tiles_needed=tiles_needed)
-
-    def photo_probability(self, tile_probabilities: Sequence[float]) -> float:
-        return photo_probability(tile_probabilities, self.tiles_needed)
-
-    def label(self, crack_probability: float) -> str:
-        return (self.positive_class if crack_probability >= self.threshold
-                else self.negative_class)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +69,7 @@ class TileModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
     when the pipeline is built, so the launcher starts without TensorFlow or LiteRT.
     """
 
-    def __init__(self, spec: ModelSpec, batch_size: int) -> None:
+    def __init__(self, spec: ModelCard, batch_size: int) -> None:
         # Fixed-size batches: Beam's adaptive batching would start at one tile and feed the
         # model a new input shape on every growth step.
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
@@ -227,7 +169,7 @@ class LiteRTTileModelHandler(TileModelHandler):
     the card's ``model.keras`` (probabilities within 1e-4), not another model.
     """
 
-    def __init__(self, spec: ModelSpec, batch_size: int, threads: int) -> None:
+    def __init__(self, spec: ModelCard, batch_size: int, threads: int) -> None:
         super().__init__(spec, batch_size)
         if spec.tflite_uri is None or spec.tflite_sha256 is None:
             raise ModelCardError(f"model {spec.version}: the model card lists no tflite_file")
@@ -243,7 +185,7 @@ class LiteRTTileModelHandler(TileModelHandler):
         return model.predict(tiles)
 
 
-def tile_model_handler(spec: ModelSpec, batch_size: int | None, runtime: str,
+def tile_model_handler(spec: ModelCard, batch_size: int | None, runtime: str,
                        threads: int) -> TileModelHandler:
     """The runtime's handler; ``batch_size`` None takes the runtime's measured best."""
     if runtime not in RUNTIMES:

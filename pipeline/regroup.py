@@ -13,7 +13,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from pipeline.inference import ModelSpec
+from crackscan.model_card import ModelCard
 from pipeline.records import ImageInfo, ScoredImage, TileScore, error_row
 
 SCORED, ERRORS = "scored", "errors"
@@ -27,7 +27,7 @@ def utc_now() -> str:
 class AssembleImageFn(beam.DoFn):
     """``(uri, {"info", "scores", "failed"})`` to a ``ScoredImage`` or an inference error."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelCard) -> None:
         self._spec = spec
         self._scored = Metrics.counter("crackscan", "scored_by_model")
         self._failed = Metrics.counter("crackscan", "failed_inference")
@@ -77,7 +77,7 @@ class AssembleImageFn(beam.DoFn):
 class RegroupByImage(beam.PTransform):
     """``{"info", "scores", "failed"}`` keyed by uri to ``{"scored", "errors"}``."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelCard) -> None:
         super().__init__()
         self._spec = spec
 

@@ -25,10 +25,10 @@ from apache_beam.runners.runner import PipelineState
 
 from crackscan import cli, sources
 from crackscan.decode import DEFAULT_MAX_PIXELS
-from crackscan.model_card import ModelCardError, join, read_card
+from crackscan.model_card import ModelCard, ModelCardError, join
 from crackscan.tiles import default_stride
-from pipeline.inference import (FAILED, KERAS, LITERT, RUNTIMES, SCORES, SHIPPED_MODEL_DIR,
-                                ModelSpec, ScoreTiles, tile_model_handler)
+from pipeline.inference import (DEFAULT_BATCH_SIZES, FAILED, KERAS, LITERT, RUNTIMES, SCORES,
+                                SHIPPED_MODEL_DIR, ScoreTiles, tile_model_handler)
 from pipeline.reading import ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPredictions
 from pipeline.records import ScoredImage, tile_rows
 from pipeline.regroup import SCORED, RegroupByImage
@@ -37,7 +37,8 @@ from pipeline.bigquery_sink import WriteBigQuery, table_spec
 from pipeline.dry_run import dataflow_problems, is_dataflow, job_plan
 from pipeline.sinks import FORMATS, WriteJsonLines, WritePredictions
 from pipeline.run_status import REPORT_FILE, SUMMARY_FILE, unfinished_run_reason
-from pipeline.summary import RunFacts, Summarize
+from pipeline.run_config import RunConfig
+from pipeline.summary import Summarize
 from pipeline.tiling import INFOS, TILES, DecodeAndTile
 from pipeline.tiling import ERRORS as TILING_ERRORS
 
@@ -122,7 +123,7 @@ def _matching(pattern: str) -> list[str]:
         return []
 
 
-def runtime_for(args: argparse.Namespace, spec: ModelSpec) -> str:
+def runtime_for(args: argparse.Namespace, spec: ModelCard) -> str:
     """The runtime asked for, or LiteRT when the model has a .tflite (the faster one)."""
     if args.runtime == KERAS and spec.model_uri is None:
         raise SetupError(f"--runtime keras: {args.model} holds no model.keras (a LiteRT-only "
@@ -152,10 +153,11 @@ def litert_threads(args: argparse.Namespace, options: PipelineOptions) -> int:
     return max(1, cores // workers)
 
 
-def prepare(args: argparse.Namespace) -> RunFacts:
-    """Every check that needs no worker: model card, tiling, inputs, output, earlier run."""
+def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
+    """Every check that needs no worker (model card, runtime, tiling, inputs, output, earlier
+    run) and every choice the job is built from, once."""
     started = time.time()
-    spec = ModelSpec.from_card(args.model, read_card(args.model))
+    spec = ModelCard.read(args.model)
     tile_size = args.tile_size or spec.tile_size
     stride = args.tile_stride or default_stride(tile_size)
     runtime = runtime_for(args, spec)
@@ -181,13 +183,16 @@ def prepare(args: argparse.Namespace) -> RunFacts:
         logging.warning("--skip-scored %s: %s; nothing of it is reused, every input is scored",
                         reuse_from, unfinished)
         reuse_from = None
-    return RunFacts(inputs=tuple(args.input), output=args.output, model_dir=args.model,
-                    spec=spec, tile_size=tile_size, tile_stride=stride,
-                    max_pixels=args.max_pixels, report_top=args.report_top, started=started,
-                    reuse_from=reuse_from, write_tiles=args.write_tiles)
+    return RunConfig(inputs=tuple(args.input), output=args.output, model_dir=args.model,
+                     spec=spec, tile_size=tile_size, tile_stride=stride,
+                     max_pixels=args.max_pixels, report_top=args.report_top, started=started,
+                     reuse_from=reuse_from, write_tiles=args.write_tiles, runtime=runtime,
+                     batch_size=args.batch_size or DEFAULT_BATCH_SIZES[runtime],
+                     litert_threads=litert_threads(args, options),
+                     output_format=args.format, bigquery_table=args.bigquery_table)
 
 
-def build(pipeline: beam.Pipeline, facts: RunFacts, args: argparse.Namespace) -> None:
+def build(pipeline: beam.Pipeline, facts: RunConfig) -> None:
     """sources -> decode and tile -> model -> regroup per image -> sinks -> summary."""
     spec = facts.spec
     previous = pipeline | "ReadPrevious" >> ReadPreviousPredictions(
@@ -195,8 +200,7 @@ def build(pipeline: beam.Pipeline, facts: RunFacts, args: argparse.Namespace) ->
     read = pipeline | "ReadInputs" >> ReadInputs(list(facts.inputs), previous)
     tiled = read[IMAGES] | "DecodeAndTile" >> DecodeAndTile(facts.tile_size, facts.tile_stride,
                                                             facts.max_pixels)
-    handler = tile_model_handler(spec, args.batch_size, runtime_for(args, spec),
-                                 litert_threads(args, pipeline.options))
+    handler = tile_model_handler(spec, facts.batch_size, facts.runtime, facts.litert_threads)
     inferred = tiled[TILES] | "ScoreTiles" >> ScoreTiles(handler)
     assembled = ({"info": tiled[INFOS] | "KeyByUri" >> beam.Map(lambda info: (info.uri, info)),
                   "scores": inferred[SCORES],
@@ -208,14 +212,14 @@ def build(pipeline: beam.Pipeline, facts: RunFacts, args: argparse.Namespace) ->
               | "AllErrors" >> beam.Flatten())
 
     rows = predictions | "PredictionRows" >> beam.Map(lambda image: image.row)
-    if args.bigquery_table:
+    if facts.bigquery_table:
         _ = {"predictions": rows, "errors": errors} | "WriteBigQuery" >> WriteBigQuery(
-            args.bigquery_table)
+            facts.bigquery_table)
     files = [
-        rows | "WritePredictions" >> WritePredictions(facts.output, args.format),
+        rows | "WritePredictions" >> WritePredictions(facts.output, facts.output_format),
         errors | "WriteErrors" >> WriteJsonLines(facts.output, "errors"),
     ]
-    if args.write_tiles:
+    if facts.write_tiles:
         files.append(assembled[SCORED]
                      | "TileRows" >> beam.FlatMap(tile_rows)
                      | "WriteTiles" >> WriteJsonLines(facts.output, "tiles"))
@@ -239,7 +243,7 @@ def dry_run(args: argparse.Namespace, options: PipelineOptions) -> dict[str, Any
         problems = dataflow_problems(options, paths)
         if problems:
             raise SetupError("cannot launch on Dataflow:\n  " + "\n  ".join(problems))
-    plan = job_plan(options, prepare(args))
+    plan = job_plan(options, prepare(args, options))
     if args.bigquery_table:
         plan["bigquery_tables"] = [str(args.bigquery_table), str(args.bigquery_table.errors)]
     print(json.dumps(plan, indent=2))
@@ -254,9 +258,9 @@ def run(argv: list[str] | None = None,
     args, pipeline_args = cli.parse_with_beam_options(build_parser(), argv)
     if args.dry_run:
         return dry_run(args, PipelineOptions(pipeline_args))
-    facts = prepare(args)
     pipeline = test_pipeline or beam.Pipeline(options=PipelineOptions(pipeline_args))
-    build(pipeline, facts, args)
+    facts = prepare(args, pipeline.options)
+    build(pipeline, facts)
     result = pipeline.run()
     result.wait_until_finish()
     if result.state != PipelineState.DONE:

@@ -14,7 +14,6 @@ counted as streams.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import datetime
 import io
 import json
@@ -30,8 +29,8 @@ from apache_beam.io.filesystems import FileSystems
 from crackscan.decode import decode_rgb
 from crackscan.model_card import join
 from crackscan.sources import read_uri
-from pipeline.inference import ModelSpec
 from pipeline.records import PREDICTION_FIELDS, STAGES, ScoredImage, tile_rows
+from pipeline.run_config import RunConfig
 from pipeline.run_status import REPORT_FILE, SUMMARY_FILE
 from pipeline.report import MAX_ERRORS_SHOWN, heatmap_thumbnail, render_report
 
@@ -45,26 +44,6 @@ DUPLICATES_NAMED = 5
 
 class AccountingError(RuntimeError):
     """Inputs went missing or were counted twice between reading and the outputs."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunFacts:
-    """What the summary reports about the run that is known when it is launched."""
-
-    inputs: tuple[str, ...]
-    output: str
-    model_dir: str
-    spec: ModelSpec
-    tile_size: int
-    tile_stride: int
-    max_pixels: int
-    report_top: int
-    started: float
-    # The earlier output whose rows are carried over: --skip-scored once prepare() found
-    # that its run finished, else None.
-    reuse_from: str | None = None
-    # Whether tiles-*.jsonl is written, and so whether its rows are accounted for.
-    write_tiles: bool = False
 
 
 def _iso(timestamp: float) -> str:
@@ -150,7 +129,7 @@ def accounting_problems(counts: dict[str, int], written: dict[str, int], write_t
 class WriteSummaryFn(beam.DoFn):
     """Writes summary.json and report.html, then fails the run if the accounting is off."""
 
-    def __init__(self, facts: RunFacts) -> None:
+    def __init__(self, facts: RunConfig) -> None:
         self._facts = facts
 
     def summary(self, counts: dict[str, int], files: list[str], written: dict[str, int],
@@ -249,7 +228,7 @@ class Summarize(beam.PTransform):
     counted too: one with two rows (scored and failed, or twice either) fails the check.
     """
 
-    def __init__(self, facts: RunFacts) -> None:
+    def __init__(self, facts: RunConfig) -> None:
         super().__init__()
         self._facts = facts
 

@@ -78,7 +78,7 @@ def test_pipeline_rows_and_schema_load_into_bigquery_and_read_back_equal(
     # The sink is part of the job when asked for (built, not run: it would call Google).
     args = build_parser().parse_args([*argv, "--bigquery-table", str(table)])
     pipeline = beam.Pipeline()
-    build(pipeline, prepare(args), args)
+    build(pipeline, prepare(args, pipeline.options))
     labels = {transform.unique_name for transform in
               pipeline.to_runner_api().components.transforms.values()}
     assert {"WriteBigQuery/Predictions", "WriteBigQuery/Errors"} <= labels

@@ -18,8 +18,8 @@ from apache_beam.testing.util import assert_that, equal_to, is_empty
 from PIL import Image
 
 from crackscan.decode import decode_rgb
-from crackscan.model_card import read_card
-from pipeline.inference import FAILED, SCORES, KerasTileModelHandler, ModelSpec, ScoreTiles
+from crackscan.model_card import ModelCard
+from pipeline.inference import FAILED, SCORES, KerasTileModelHandler, ScoreTiles
 from pipeline.records import TileKey
 from scoring_helpers import concrete, read_jsonl, read_predictions, save_model, score, tiny_model
 
@@ -42,7 +42,7 @@ class FlakyKerasHandler(KerasTileModelHandler):
     """The real Keras handler whose first ``failures`` model calls raise, as a worker
     losing a call mid-batch would (a dropped accelerator, an interrupted read)."""
 
-    def __init__(self, spec: ModelSpec, batch_size: int, failures: int) -> None:
+    def __init__(self, spec: ModelCard, batch_size: int, failures: int) -> None:
         super().__init__(spec, batch_size)
         self._failures = failures
 
@@ -106,7 +106,7 @@ def test_a_transient_fault_mid_batch_is_retried_without_losing_or_doubling_tiles
         shared_dir: Path, tiny_model_dir: Path):
     """The first model call of the run fails; every one of 70 tiles (three batches) is still
     scored exactly once, with the probability the model gives it."""
-    spec = ModelSpec.from_card(str(tiny_model_dir), read_card(str(tiny_model_dir)))
+    spec = ModelCard.read(str(tiny_model_dir))
     tiles = tiles_of(shared_dir, 70)
     model = keras.saving.load_model(tiny_model_dir / "model.keras", compile=False)
     probabilities = model.predict_on_batch(np.stack([t for _, t in tiles]).astype(np.float32))
@@ -124,7 +124,7 @@ def test_a_tile_that_fails_alone_fails_its_image_and_no_other(
         shared_dir: Path, tiny_model_dir: Path):
     """A fault that repeats on every call for one tile: that tile's image is failed once,
     with the model's reason; the 69 tiles batched with it are scored."""
-    spec = ModelSpec.from_card(str(tiny_model_dir), read_card(str(tiny_model_dir)))
+    spec = ModelCard.read(str(tiny_model_dir))
     tiles = tiles_of(shared_dir, 70)
     bad_uri = tiles[40][0].uri
 

@@ -18,9 +18,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from PIL import Image
 
 from crackscan.decode import decode_rgb
-from crackscan.model_card import ModelCardError, file_sha256, read_card, write_card
+from crackscan.model_card import (ModelCard, ModelCardError, file_sha256, read_card,
+                                  write_card)
 from crackscan.tflite_model import TFLiteClassifier
-from pipeline.inference import InterpreterPerThread, ModelSpec, read_checked
+from pipeline.inference import InterpreterPerThread, read_checked
 from pipeline.score import SetupError, build_parser, litert_threads, run
 from crackscan.tiles import default_stride, plan_tiles
 from training import export_tflite
@@ -149,7 +150,7 @@ def test_litert_is_refused_where_it_cannot_score_correctly(
         handle.write(b"\0")
     with pytest.raises(ModelCardError, match="tflite_sha256"):
         run(["--input", image, "--model", str(tampered), "--output", str(tmp_path / "c")])
-    spec = ModelSpec.from_card(str(trained_model_dir), read_card(str(trained_model_dir)))
+    spec = ModelCard.read(str(trained_model_dir))
     with pytest.raises(ModelCardError, match="content changed since the job started"):
         read_checked(str(tampered / "model.tflite"), spec.tflite_sha256)
     assert not any((tmp_path / name).exists() for name in "abc")

@@ -22,11 +22,11 @@ import pytest
 from PIL import Image
 
 from crackscan.decode import decode_rgb
-from crackscan.model_card import ModelCardError, read_card, write_card
+from crackscan.model_card import ModelCard, ModelCardError, read_card, write_card
 from crackscan.sources import SourceError
-from pipeline.inference import ModelSpec
 from pipeline.score import SetupError, run
-from pipeline.summary import AccountingError, RunFacts, WriteSummaryFn
+from pipeline.run_config import RunConfig
+from pipeline.summary import AccountingError, WriteSummaryFn
 from scoring_helpers import (concrete, copy_files, encoded, png_declaring, read_jsonl,
                              read_predictions, score)
 
@@ -403,10 +403,10 @@ def test_inputs_and_output_are_checked_before_anything_runs(
 def test_accounting_mismatch_fails_the_run_after_writing_the_summary(
         tmp_path: Path, tiny_model_dir: Path):
     """The final step itself, fed counts that do not add up (one image lost on the way)."""
-    spec = ModelSpec.from_card(str(tiny_model_dir), read_card(str(tiny_model_dir)))
-    facts = RunFacts(inputs=("in/",), output=str(tmp_path), model_dir=str(tiny_model_dir),
-                     spec=spec, tile_size=227, tile_stride=170, max_pixels=10**8,
-                     report_top=12, started=0.0)
+    spec = ModelCard.read(str(tiny_model_dir))
+    facts = RunConfig(inputs=("in/",), output=str(tmp_path), model_dir=str(tiny_model_dir),
+                      spec=spec, tile_size=227, tile_stride=170, max_pixels=10**8,
+                      report_top=12, started=0.0)
     with pytest.raises(AccountingError, match="seen 3 != scored 1 \\+ failed 1"):
         list(WriteSummaryFn(facts).process(None, counts={"seen": 3, "scored": 1, "failed": 1},
                                            top=[], errors=[], files=[]))

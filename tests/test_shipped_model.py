@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from crackscan.model_card import model_version, read_card
+from crackscan.model_card import ModelCard, model_version, read_card
 from pipeline import demo, score
-from pipeline.inference import SHIPPED_MODEL_DIR, ModelSpec
+from pipeline.inference import SHIPPED_MODEL_DIR
 
 MAX_SHIPPED_BYTES = 12 * 2**20
 
@@ -21,7 +21,7 @@ def test_shipped_model_is_a_small_litert_folder_with_a_complete_card():
     files = sorted(p.name for p in Path(SHIPPED_MODEL_DIR).iterdir())
     assert files == ["model.tflite", "model_card.json"]
     assert sum(p.stat().st_size for p in Path(SHIPPED_MODEL_DIR).iterdir()) < MAX_SHIPPED_BYTES
-    spec = ModelSpec.from_card(SHIPPED_MODEL_DIR, card)
+    spec = ModelCard.read(SHIPPED_MODEL_DIR)
     assert spec.model_uri is None and spec.tflite_uri.endswith("model.tflite")
     assert spec.tiles_needed == card["photo_rule"]["tiles_needed"] >= 1
     sources = {s["name"]: s for s in card["training_sources"]}

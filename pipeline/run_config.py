@@ -1,0 +1,33 @@
+"""One scoring run's configuration: everything the job is built from, decided on the
+launcher before any worker starts (``pipeline.score.prepare``), and what the summary reports
+about it. ``build()`` reads nothing else, so a test or another launcher can build the same
+job from one object."""
+from __future__ import annotations
+
+import dataclasses
+
+from crackscan.model_card import ModelCard
+from pipeline.bigquery_sink import TableSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    inputs: tuple[str, ...]
+    output: str
+    model_dir: str
+    spec: ModelCard
+    tile_size: int
+    tile_stride: int
+    max_pixels: int
+    report_top: int
+    started: float
+    # The earlier output whose rows are carried over: --skip-scored once prepare() found
+    # that its run finished, else None.
+    reuse_from: str | None = None
+    # Whether tiles-*.jsonl is written, and so whether its rows are accounted for.
+    write_tiles: bool = False
+    runtime: str = "litert"
+    batch_size: int = 8
+    litert_threads: int = 1
+    output_format: str = "csv"
+    bigquery_table: TableSpec | None = None
