@@ -20,11 +20,38 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import importlib.metadata
+import os
 import shlex
 import sys
 from typing import Iterator, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("crackscan")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+def program_name(module: str) -> str:
+    """The command as it was invoked, for usage lines and help: the console script's name
+    (``crackscan-score``), or ``python -m MODULE`` when run as a module."""
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if not invoked or invoked.endswith(".py") or invoked in ("-c", "-m"):
+        return f"python -m {module}"
+    return invoked
+
+
+def command_parser(module: str, description: str, **kwargs) -> argparse.ArgumentParser:
+    """A command's parser: named as invoked, no abbreviations (a prefix of one flag must not
+    be taken for it), defaults shown in help, and ``--version``."""
+    parser = argparse.ArgumentParser(prog=program_name(module), description=description,
+                                     allow_abbrev=False, **kwargs)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    return parser
 
 
 def option_strings(parser: argparse.ArgumentParser) -> list[str]:

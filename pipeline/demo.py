@@ -10,7 +10,6 @@ the report are.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import glob
 import logging
@@ -19,6 +18,7 @@ import shutil
 import time
 from typing import Any
 
+from crackscan import cli
 from pipeline import score
 
 SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_survey")
@@ -60,12 +60,11 @@ def print_against_truth(rows: dict[str, dict[str, str]], truth: dict[str, dict[s
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="crackscan-demo",
-                                     description=__doc__.split("\n\n")[0])
+    parser = cli.command_parser("pipeline.demo", __doc__.split("\n\n")[0])
     parser.add_argument("--output", default="demo-output",
                         help="folder for the run's outputs; replaced on every run (default: "
                              "demo-output)")
-    args = parser.parse_args(argv)
+    args = cli.parse_args(parser, argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     started = time.monotonic()
     if os.path.exists(args.output):

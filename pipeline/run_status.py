@@ -16,7 +16,6 @@ an output to pass as ``--skip-scored``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -76,8 +75,7 @@ def rotate(out: str, previous: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.run_status",
-                                     description=__doc__.split("\n\n")[0])
+    parser = cli.command_parser("pipeline.run_status", __doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     rotating = commands.add_parser("rotate", help="the nightly launcher's rotation of OUT")
     rotating.add_argument("out", metavar="OUT", help="the night's output folder or prefix")

@@ -67,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The job's own flags; ``cli.parse_with_beam_options`` takes Beam's beside them.
 
     No abbreviations: a prefix of one of our flags is not taken for it."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.score", allow_abbrev=False,
-                                     description=__doc__.split("\n\n")[0])
+    parser = cli.command_parser("pipeline.score", __doc__.split("\n\n")[0], epilog=(
+        "Beam pipeline options may follow the job's flags and are passed to Beam untouched: "
+        "--runner (DirectRunner by default, DataflowRunner, FlinkRunner, ...), "
+        "--direct_running_mode, --direct_num_workers, and for Dataflow --project, --region, "
+        "--temp_location, --setup_file, --max_num_workers and the rest of Beam's pipeline "
+        "options. An argument that neither this command nor Beam knows stops the run."))
     parser.add_argument("--input", action="append", required=True, metavar="PATTERN",
                         help="file glob, folder or .zip/.tar/.tar.gz archive, local or "
                              "gs://; repeat for more")
@@ -95,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                              f"{DEFAULT_MAX_PIXELS})")
     parser.add_argument("--skip-scored", metavar="PREVIOUS_OUT",
                         help="output of an earlier run: images it scored with the same model "
-                             "are not scored again, their rows are carried over")
+                             "are not scored again, their rows are carried over (default: "
+                             "none, every input is scored)")
     parser.add_argument("--runtime", choices=RUNTIMES,
                         help="model runtime (default: litert when the model card lists a "
                              ".tflite, else keras)")
@@ -109,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bigquery-table", type=table_spec, metavar="PROJECT:DATASET.TABLE",
                         help="also append the prediction rows to this BigQuery table "
                              "(partitioned by day of scored_at) and the errors to "
-                             "TABLE_errors; both are created when missing")
+                             "TABLE_errors; both are created when missing (default: none, "
+                             "files only)")
     parser.add_argument("--dry-run", action="store_true",
                         help="check the model, inputs, output and (for DataflowRunner) the "
                              "Dataflow options, print the job as JSON, and submit nothing")

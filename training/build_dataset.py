@@ -392,7 +392,7 @@ def build(source: str | list[str], output: str, shards: int = 4, val_fraction: f
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p = cli.command_parser("training.build_dataset", __doc__.split("\n\n")[0])
     p.add_argument("--source", required=True, action="append", metavar="[NAME=]SRC",
                    help="repeatable: a folder with Negative/ and Positive/ (or a .zip/.tar(.gz) "
                         "of it), or a folder with images/ and masks/; NAME (default: the "

@@ -17,7 +17,6 @@ with the real data set, use the commands in the README instead.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import glob
 import logging
@@ -25,7 +24,7 @@ import os
 import shutil
 import time
 
-from crackscan import synthetic
+from crackscan import cli, synthetic
 from pipeline import score
 from training import build_dataset, train
 
@@ -50,7 +49,7 @@ def print_against_truth(scores: str, members: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.command_parser("training.demo", __doc__.split("\n\n")[0])
     parser.add_argument("--output", default="train-demo-output",
                         help="folder for everything; replaced on every run (default: "
                              "train-demo-output)")
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--photos", type=int, default=6, help="survey photos to score")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = cli.parse_args(parser, argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     started = time.monotonic()
     if os.path.exists(args.output):

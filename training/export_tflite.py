@@ -17,7 +17,6 @@ model's, and written (and marked usable) only if it loses less than 0.1 point.
 """
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
 import logging
@@ -30,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from crackscan import model_card
+from crackscan import cli, model_card
 from crackscan.decode import IMAGE_SUFFIXES
 from crackscan.tflite_model import TFLiteClassifier
 from training.export import native_batch
@@ -173,7 +172,7 @@ def add_to_model_dir(model_dir: str, images_dir: Path, count: int = 64,
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.command_parser("training.export_tflite", __doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="model folder with model.keras")
     parser.add_argument("--images", type=Path, default=Path("../shared/data/concrete"),
                         help="folder of real images to check LiteRT against Keras on "
@@ -182,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--int8-data", metavar="DATA_DIR",
                         help="also a full-integer model, calibrated on this training data "
                              "set's train split and measured on its test split")
-    args = parser.parse_args(argv)
+    args = cli.parse_args(parser, argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     card = add_to_model_dir(args.model, args.images, args.count, args.int8_data)
     print(f"{model_card.join(args.model, card['tflite_file'])}: max abs diff to Keras "

@@ -243,7 +243,7 @@ def tile_size(manifest: dict, image_size: int) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p = cli.command_parser("training.train", __doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder written by training.build_dataset")
     p.add_argument("--output", required=True, help="model folder to write")
     p.add_argument("--weights", default="imagenet",
