@@ -21,6 +21,39 @@ class TilingError(ValueError):
     """An image that decodes but cannot be cut into tiles within the pixel limit."""
 
 
+# A 57-pixel short side fills a 227-pixel tile at 4x; narrower strips that also need more
+# than one tile hold too little of a surface to judge, at a cost that grows as they narrow.
+MAX_STRETCH = 4
+# Above any real photo at the default stride (a 120-megapixel image, the default pixel
+# limit, is about 4,200 tiles of 227 px; a 4800x6000 photo is 5,561 tiles of 96 px).
+DEFAULT_MAX_TILES = 10_000
+
+
+class TileLimitError(TilingError):
+    """An image whose tiles would cost more than one input may. Decoded pixels are bounded
+    by ``max_pixels``, but an image narrower than a tile is first stretched until its short
+    side fills one: a 1x2000 PNG of 720 bytes would become 2,671 tiles of nothing, the cost
+    of a 60-megapixel photo. So an image that needs more than one tile may be stretched by at
+    most ``MAX_STRETCH``, and no image may need more than ``max_tiles`` tiles (which also
+    catches a ``--tile-stride`` far below the tile size)."""
+
+
+def check_tile_count(width: int, height: int, tiles: int, tile_size: int,
+                     max_tiles: int = DEFAULT_MAX_TILES) -> None:
+    """Raises :class:`TileLimitError` when a ``width`` x ``height`` image cut into ``tiles``
+    tiles of ``tile_size`` pixels is over either bound."""
+    short, long = sorted((width, height))
+    if short < tile_size < long and short * MAX_STRETCH < tile_size:
+        raise TileLimitError(
+            f"{width}x{height} image is a strip {short} pixels wide: scoring it would stretch "
+            f"it {tile_size / short:.0f}x into {tiles} tiles of {tile_size} pixels; an image "
+            f"that needs more than one tile must be at least {-(-tile_size // MAX_STRETCH)} "
+            f"pixels on its short side")
+    if tiles > max_tiles:
+        raise TileLimitError(f"{width}x{height} image would be cut into {tiles} tiles, over "
+                             f"the {max_tiles}-tile limit for one image")
+
+
 def default_stride(tile_size: int) -> int:
     return max(1, round(tile_size * DEFAULT_STRIDE_FRACTION))
 
@@ -93,7 +126,7 @@ class TilePlan:
 
 
 def plan_tiles(width: int, height: int, tile_size: int, stride: int,
-               max_pixels: int) -> TilePlan:
+               max_pixels: int, max_tiles: int = DEFAULT_MAX_TILES) -> TilePlan:
     if width <= tile_size and height <= tile_size:
         canvas_width = canvas_height = tile_size
     elif min(width, height) < tile_size:
@@ -109,6 +142,8 @@ def plan_tiles(width: int, height: int, tile_size: int, stride: int,
                 f"{canvas_width * canvas_height} pixels, over the {max_pixels}-pixel limit")
     else:
         canvas_width, canvas_height = width, height
-    return TilePlan(width, height, canvas_width, canvas_height, tile_size,
+    plan = TilePlan(width, height, canvas_width, canvas_height, tile_size,
                     tuple(_starts(canvas_width, tile_size, stride)),
                     tuple(_starts(canvas_height, tile_size, stride)))
+    check_tile_count(width, height, plan.count, tile_size, max_tiles)
+    return plan

@@ -32,7 +32,7 @@ import pytest
 from PIL import Image
 
 from crackscan.sources import DEFAULT_MAX_MEMBER_BYTES
-from crackscan.tile_limits import TileLimitError, check_tile_count
+from crackscan.tiles import TileLimitError, check_tile_count
 from pipeline.records import STAGES
 from scoring_helpers import (concrete, deflated, encoded, png_declaring, read_jsonl,
                              read_predictions, score, zip_archive, zip_member)
@@ -509,8 +509,6 @@ def test_a_strip_is_not_stretched_into_thousands_of_tiles():
         check_tile_count(4800, 6000, 10_001, 227)
 
 
-@pytest.mark.xfail(strict=True, reason="crackscan.tile_limits.check_tile_count is not yet "
-                                       "called where pipeline/tiling.py plans the tiles")
 def test_a_1x2000_png_is_a_tile_error_not_2671_tiles(tmp_path: Path, tiny_model_dir: Path):
     strip = tmp_path / "in" / "strip.png"
     strip.parent.mkdir()
