@@ -91,21 +91,30 @@ def test_reloaded_model_on_raw_uint8_images_gives_the_evaluated_probabilities(
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
 
 
-def test_threshold_rule_prefers_max_f1_then_closeness_to_half():
-    labels = np.array([0, 0, 0, 1, 1, 1])
-    separable = np.array([0.01, 0.1, 0.2, 0.8, 0.9, 0.99])
-    assert evaluate.choose_threshold(separable, labels) == 0.5
-    overlapping = np.array([0.01, 0.1, 0.7, 0.8, 0.9, 0.99])
-    threshold = evaluate.choose_threshold(overlapping, labels)
-    assert 0.7 < threshold <= 0.8
-    assert evaluate.f1_at(overlapping, labels, threshold) == 1.0
+def predictions(probabilities: list[float], labels: list[int],
+                sources: list[str] | None = None) -> evaluate.Predictions:
+    count = len(labels)
+    return evaluate.Predictions(np.array(probabilities), np.array(labels),
+                                sources or ["s"] * count, [""] * count, [""] * count)
+
+
+def test_threshold_rule_balances_sources_and_classes_then_prefers_half():
+    separable = predictions([0.01, 0.1, 0.2, 0.8, 0.9, 0.99], [0, 0, 0, 1, 1, 1])
+    assert evaluate.choose_threshold(separable) == 0.5
+    overlapping = predictions([0.01, 0.1, 0.7, 0.8, 0.9, 0.99], [0, 0, 0, 1, 1, 1])
+    assert 0.7 < evaluate.choose_threshold(overlapping) <= 0.8
+    # Many cracks of one source, a few windows of another: each source's classes count
+    # alike, so the threshold separates the deck's intact windows from every crack.
+    mixed = predictions([0.3] * 8 + [0.6, 0.6, 0.2, 0.2], [1] * 8 + [1, 1, 0, 0],
+                        ["walls"] * 8 + ["deck"] * 4)
+    threshold = evaluate.choose_threshold(mixed)
+    assert 0.2 < threshold <= 0.3
+    assert evaluate.source_balanced_accuracy(mixed.probabilities, mixed.labels,
+                                             np.array(mixed.sources), threshold) == 1.0
 
 
 def test_metrics_match_hand_counts():
-    predictions = evaluate.Predictions(np.array([0.9, 0.8, 0.3, 0.1, 0.6]),
-                                       np.array([1, 1, 1, 0, 0]), [""] * 5, [""] * 5,
-                                       [""] * 5)
-    result = evaluate.metrics(predictions, 0.5)
+    result = evaluate.metrics(predictions([0.9, 0.8, 0.3, 0.1, 0.6], [1, 1, 1, 0, 0]), 0.5)
     assert result["confusion_matrix"]["rows_true_columns_predicted"] == [[1, 1], [1, 2]]
     assert result["accuracy"] == pytest.approx(0.6)
     assert result["precision"] == pytest.approx(2 / 3)
