@@ -116,6 +116,7 @@ def training_sources(manifest: dict) -> list[dict]:
 
 
 def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
+    """Both stages, then :func:`evaluate_and_export`; returns the metrics report."""
     keras.utils.set_random_seed(args.seed)
     started = time.monotonic()
     manifest = input_pipeline.read_manifest(args.data)
@@ -147,7 +148,15 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     else:
         stages["stage2"] = {"skipped": "no pretrained backbone to fine-tune"
                             if args.weights == "none" else "--fine-tune-epochs 0"}
+    return evaluate_and_export(model, args, argv, manifest, stages, started)
 
+
+def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
+                        argv: list[str] | None, manifest: dict, stages: dict,
+                        started: float) -> dict:
+    """Threshold and photo rule chosen on validation, test figures overall, per source and
+    per photo, plots, then the checked exports and the card, written once."""
+    class_names = manifest["class_names"]
     val_whole, val = predict_whole(model, args, "val")
     threshold = evaluate.choose_threshold(val)
     test_whole, test = predict_whole(model, args, "test")
