@@ -272,11 +272,12 @@ def test_formats_archives_and_bad_inputs_each_land_in_one_place(
     for uri, (width, height) in good.items():
         assert (int(predictions[uri]["width"]), int(predictions[uri]["height"])) == (
             width, height), uri
-    # The duplicated zip member is a 28th input whose uri is already scored: it must be an
-    # error row of its own, so it is checked apart from the uri-keyed dict.
+    # The duplicated zip member is a 28th input with a uri of its own: it must be an error
+    # row of its own, so it is checked apart from the uri-keyed dict.
     duplicate = [row for row in read_jsonl(out, "errors")
                  if "duplicate archive member name" in row["error"]]
-    assert [row["uri"] for row in duplicate] == [f"{root}/archives/flight1.zip!flight1/img1.jpg"]
+    assert [row["uri"] for row in duplicate] == [
+        f"{root}/archives/flight1.zip!flight1/img1.jpg!2"]
     errors = {uri: row for uri, row in errors.items() if row not in duplicate}
     assert set(errors) == set(bad)
     for uri, (stage, reason) in bad.items():
