@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from bench.measure import machine, markdown_table, run_child
+from pipeline.inference import SHIPPED_MODEL_DIR
 from pipeline.run_status import SUMMARY_FILE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], allow_abbrev=False,
         epilog="Arguments not listed here go to every pipeline.score run unchanged.")
-    parser.add_argument("--model", required=True, help="trained model folder")
+    parser.add_argument("--model", default=SHIPPED_MODEL_DIR,
+                        help="trained model folder (default: the shipped model)")
     parser.add_argument("--counts", type=int, nargs="+", default=[5000, 50000],
                         help="members per archive (default 5000 50000)")
     parser.add_argument("--corrupt-every", type=int, default=10,

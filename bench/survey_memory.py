@@ -33,6 +33,7 @@ from bench.measure import machine, markdown_table, run_child
 from crackscan.model_card import join
 from pipeline.inference import LITERT, RUNTIMES
 from pipeline.records import parse_predictions
+from pipeline.inference import SHIPPED_MODEL_DIR
 from pipeline.run_status import SUMMARY_FILE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], allow_abbrev=False,
         epilog="Arguments not listed here go to every pipeline.score run unchanged.")
-    parser.add_argument("--model", required=True, help="trained model folder")
+    parser.add_argument("--model", default=SHIPPED_MODEL_DIR,
+                        help="trained model folder (default: the shipped model)")
     parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO,
                         help=f"survey photo to copy (default {DEFAULT_PHOTO})")
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 10, 50],
