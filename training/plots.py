@@ -85,10 +85,10 @@ def by_source(metrics: dict[str, dict], path: str) -> str:
                         label=label, color=color)
         for bar, value in zip(bars, values):
             axis.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01,
-                      "n/a" if value is None else f"{value:.0%}", ha="center", fontsize=7)
+                      "n/a" if value is None else f"{value:.1%}", ha="center", fontsize=6)
     axis.set_xticks(range(len(names)),
                     [f"{n}\n({metrics[n]['counts']['total']})" for n in names], fontsize=8)
     axis.set_ylim(0, 1.12)
     axis.set_title("test windows by source")
-    axis.legend(fontsize=8, loc="lower right")
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3)
     return _save(fig, path)
