@@ -1,6 +1,10 @@
-"""Pieces that the dataset builder and the scoring pipeline share.
+"""The shared core under both halves of the product: nothing here imports `training` or
+`pipeline`.
 
-Listing sources, reading archives, decoding images and reading the model card are one
-implementation each, imported by both `training` and `pipeline`, so the images a model
-is trained on and the images it scores are read the same way.
+Listing sources and reading archives (`sources`), decoding images (`decode`), the tiling rule
+(`tiles`), the photo verdict rule (`verdict`), the class names (`labels`) and the model card
+(`model_card`) are one implementation each, so the images a model is trained on and the
+images it scores are read, cut and judged the same way. `cli` holds what every command's
+command line shares, `synthetic` the generated stand-in data, `tflite_model` the LiteRT
+runner used by export checks, scoring and benchmarks.
 """
