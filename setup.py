@@ -64,6 +64,7 @@ setup(
         "console_scripts": [
             "crackscan-build-dataset=training.build_dataset:main",
             "crackscan-train=training.train:main",
+            "crackscan-export-tflite=training.export_tflite:main",
             "crackscan-score=pipeline.score:main",
             "crackscan-demo=pipeline.demo:main",
             "crackscan-train-demo=training.demo:main",
