@@ -3,7 +3,8 @@
 #
 # Usage: launch/dataflow.sh INPUT MODEL_DIR OUT [extra pipeline.score / Beam flags...]
 #   INPUT      gs:// folder, glob or archive, e.g. gs://surveys/2024-06-01/ or 'gs://s/x/*.zip'
-#   MODEL_DIR  gs:// model folder (model.keras + model_card.json)
+#   MODEL_DIR  gs:// model folder (model_card.json + model.tflite and/or model.keras; for the
+#              shipped model, copy pipeline/default_model/ to gs:// first)
 #   OUT        gs:// output prefix
 # The three can also be given as environment variables INPUT, MODEL_DIR and OUT.
 # Extra flags are passed on unchanged, e.g. --bigquery-table my-project:inspection.cracks

@@ -5,7 +5,8 @@
 # Usage: launch/local.sh INPUT MODEL_DIR OUT [extra pipeline.score / Beam flags...]
 #   INPUT      folder, glob or archive to score, e.g. ~/surveys/2024-06-01/ or 'flight*.zip'
 #              (local paths or gs://; more inputs: add --input PATTERN to the extra flags)
-#   MODEL_DIR  exported model folder (model.keras + model_card.json)
+#   MODEL_DIR  exported model folder (model_card.json + model.tflite and/or model.keras), e.g.
+#              pipeline/default_model, the shipped field model
 #   OUT        output folder or prefix
 # The three can also be given as environment variables INPUT, MODEL_DIR and OUT.
 #

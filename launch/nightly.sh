@@ -14,7 +14,8 @@
 # Fill in (required environment, e.g. in the file named by CRACKSCAN_ENV):
 #   SURVEY_ROOT   where the nightly folders arrive (local path or gs://)
 #   OUTPUT_ROOT   where the dt=YYYY-MM-DD partitions go (local path or gs://)
-#   MODEL_DIR     model folder to score with (model.keras + model_card.json)
+#   MODEL_DIR     model folder to score with (model_card.json + model.tflite and/or
+#                 model.keras), e.g. pipeline/default_model, the shipped field model
 #   plus what the chosen runner script needs (PROJECT, REGION, BUCKET for dataflow.sh;
 #   see its header)
 # Optional environment (defaults in brackets):
