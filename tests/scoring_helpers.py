@@ -70,8 +70,20 @@ def tiny_model(*extra_layers: keras.layers.Layer) -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
 
 
-def concrete(shared_dir: Path, label: str, count: int) -> list[Path]:
-    return sorted((shared_dir / "data" / "concrete" / label).glob("*.jpg"))[:count]
+def concrete(root: Path, label: str, count: int) -> list[Path]:
+    """The first ``count`` real concrete patches of a class, by name, under ``root`` (the
+    checked-in ``real_data`` fixture, or ``shared_dir``: the same files, as many as there are).
+    """
+    paths = sorted((root / "data" / "concrete" / label).glob("*.jpg"))[:count]
+    assert len(paths) == count, f"{root} holds {len(paths)} {label} patches, not {count}"
+    return paths
+
+
+def field_photos(root: Path, source: str, count: int) -> list[Path]:
+    """The first ``count`` real field photos of a mask source, by name, under ``root``."""
+    paths = sorted((root / "data" / "field" / source / "images").glob("*.jpg"))[:count]
+    assert len(paths) == count, f"{root} holds {len(paths)} {source} photos, not {count}"
+    return paths
 
 
 def copy_files(paths: list[Path], folder: Path) -> list[Path]:

@@ -31,12 +31,12 @@ CORRUPT_EVERY = 10
 
 
 @pytest.fixture
-def small_survey(tmp_path: Path, shared_dir: Path) -> Path:
+def small_survey(tmp_path: Path, real_data: Path) -> Path:
     """Ten real photos (half in ``Negative/``), two files that are not photos (decode
     errors) and a dangling link (a read error)."""
     folder = tmp_path / "survey"
-    copy_files(concrete(shared_dir, "Positive", 5), folder)
-    copy_files(concrete(shared_dir, "Negative", 5), folder / "Negative")
+    copy_files(concrete(real_data, "Positive", 5), folder)
+    copy_files(concrete(real_data, "Negative", 5), folder / "Negative")
     (folder / "notes.jpg").write_text("battery swapped at 14:02\n")
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "gone.jpg").symlink_to("deleted.jpg")

@@ -1,4 +1,5 @@
-"""The TFRecord builder on the real shared images: stable splits, dedup, bad files, archives."""
+"""The TFRecord builder on real images (checked in; the full set in ../shared): stable splits,
+dedup, bad files, archives."""
 from __future__ import annotations
 
 import json
@@ -25,12 +26,13 @@ def read_split(output: Path, split: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def small_source(concrete_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """120 real images per class plus duplicates, a label conflict and broken files."""
+def small_source(fixture_concrete_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 60 checked-in real images per class plus duplicates, a label conflict and broken
+    files."""
     root = tmp_path_factory.mktemp("source")
     for name in build_dataset.CLASS_NAMES:
         (root / name).mkdir()
-        for path in sorted((concrete_dir / name).glob("*.jpg"))[:120]:
+        for path in sorted((fixture_concrete_dir / name).glob("*.jpg"))[:60]:
             shutil.copy(path, root / name / path.name)
     positives = sorted((root / "Positive").glob("*.jpg"))
     shutil.copy(positives[0], root / "Positive" / "copy_of_first.jpg")
@@ -56,8 +58,8 @@ def test_splits_are_disjoint_by_content_and_cover_every_unique_image(small_build
     assert not set(hashes["train"]) & set(hashes["val"])
     assert not set(hashes["train"]) & set(hashes["test"])
     assert not set(hashes["val"]) & set(hashes["test"])
-    # 240 real images, minus the one whose bytes also appear under the other class.
-    assert sum(len(v) for v in hashes.values()) == 239
+    # 120 real images, minus the one whose bytes also appear under the other class.
+    assert sum(len(v) for v in hashes.values()) == 119
     assert set(manifest["shards"]["train"]) == {p.name for p in output.glob("train-*")}
     assert manifest["shards"]["train"][0] == "train-00000-of-00003.tfrecord"
 
@@ -141,11 +143,12 @@ def test_archive_sources_give_the_same_data_set(kind, small_build, small_source,
     assert all("!crack-set/" in e["uri"] for e in from_archive["errors"])
 
 
-def test_non_jpeg_inputs_are_stored_as_the_pixels_the_scorer_sees(concrete_dir, tmp_path):
+def test_non_jpeg_inputs_are_stored_as_the_pixels_the_scorer_sees(fixture_concrete_dir,
+                                                                  tmp_path):
     source = tmp_path / "src"
     (source / "Positive").mkdir(parents=True)
     (source / "Negative").mkdir()
-    image = Image.open(sorted((concrete_dir / "Positive").glob("*.jpg"))[0])
+    image = Image.open(sorted((fixture_concrete_dir / "Positive").glob("*.jpg"))[0])
     image.convert("CMYK").save(source / "Positive" / "cmyk.jpg")
     image.save(source / "Negative" / "scan.webp", lossless=True)
     manifest = build_dataset.build(str(source), str(tmp_path / "out"), shards=1)
@@ -168,6 +171,7 @@ def test_manifest_is_json_with_options_and_fingerprint(small_build):
     assert len(on_disk["source_fingerprint"]) == 64
 
 
+@pytest.mark.shared("the 4,000 shared concrete images")
 def test_full_shared_set_builds_without_loss(concrete_dataset):
     manifest = json.loads((concrete_dataset / "manifest.json").read_text())
     counts = manifest["counts"]

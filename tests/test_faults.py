@@ -57,17 +57,17 @@ def without_time(rows: dict[str, dict]) -> dict[str, dict]:
     return {uri: {k: v for k, v in row.items() if k != "scored_at"} for uri, row in rows.items()}
 
 
-def test_a_poisoned_tile_fails_only_its_own_image(tmp_path: Path, shared_dir: Path):
+def test_a_poisoned_tile_fails_only_its_own_image(tmp_path: Path, real_data: Path):
     """One magenta tile among 72 in batches of 32: its image alone goes to errors, and the
     71 other images score exactly as they do in a run without it."""
     keras.utils.set_random_seed(0)
     model_dir = save_model(tiny_model(PoisonGuard()), tmp_path / "poisoned-model")
     clean = tmp_path / "clean"
-    for path in concrete(shared_dir, "Negative", 35) + concrete(shared_dir, "Positive", 35):
+    for path in concrete(real_data, "Negative", 35) + concrete(real_data, "Positive", 35):
         (clean / path.parent.name).mkdir(parents=True, exist_ok=True)
         (clean / path.parent.name / path.name).write_bytes(path.read_bytes())
     poisoned = tmp_path / "poisoned.png"
-    pixels = np.array(Image.open(concrete(shared_dir, "Negative", 1)[0]).convert("RGB")
+    pixels = np.array(Image.open(concrete(real_data, "Negative", 1)[0]).convert("RGB")
                       .resize((454, 227)))
     pixels[:, :100] = (255, 0, 255)  # only in the first of its three tiles
     Image.fromarray(pixels).save(poisoned)
@@ -86,8 +86,8 @@ def test_a_poisoned_tile_fails_only_its_own_image(tmp_path: Path, shared_dir: Pa
             == without_time(read_predictions(tmp_path / "ref")))
 
 
-def tiles_of(shared_dir: Path, count: int) -> list[tuple[TileKey, np.ndarray]]:
-    paths = concrete(shared_dir, "Positive", count // 2) + concrete(shared_dir, "Negative",
+def tiles_of(real_data: Path, count: int) -> list[tuple[TileKey, np.ndarray]]:
+    paths = concrete(real_data, "Positive", count // 2) + concrete(real_data, "Negative",
                                                                     count - count // 2)
     return [(TileKey(str(path), 0, (0, 0, 227, 227), 1), decode_rgb(path.read_bytes()))
             for path in paths]
@@ -103,11 +103,11 @@ def scores_close_to(expected: dict[str, float]):
 
 
 def test_a_transient_fault_mid_batch_is_retried_without_losing_or_doubling_tiles(
-        shared_dir: Path, tiny_model_dir: Path):
+        real_data: Path, tiny_model_dir: Path):
     """The first model call of the run fails; every one of 70 tiles (three batches) is still
     scored exactly once, with the probability the model gives it."""
     spec = ModelCard.read(str(tiny_model_dir))
-    tiles = tiles_of(shared_dir, 70)
+    tiles = tiles_of(real_data, 70)
     model = keras.saving.load_model(tiny_model_dir / "model.keras", compile=False)
     probabilities = model.predict_on_batch(np.stack([t for _, t in tiles]).astype(np.float32))
     expected = {key.uri: float(p[spec.positive_index]) for (key, _), p in zip(tiles,
@@ -121,11 +121,11 @@ def test_a_transient_fault_mid_batch_is_retried_without_losing_or_doubling_tiles
 
 
 def test_a_tile_that_fails_alone_fails_its_image_and_no_other(
-        shared_dir: Path, tiny_model_dir: Path):
+        real_data: Path, tiny_model_dir: Path):
     """A fault that repeats on every call for one tile: that tile's image is failed once,
     with the model's reason; the 69 tiles batched with it are scored."""
     spec = ModelCard.read(str(tiny_model_dir))
-    tiles = tiles_of(shared_dir, 70)
+    tiles = tiles_of(real_data, 70)
     bad_uri = tiles[40][0].uri
 
     class BadTileHandler(KerasTileModelHandler):

@@ -69,13 +69,27 @@ def jpeg(image: Image.Image, quality: int = 92) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def field_photos(shared_dir: Path) -> list[tuple[Path, Path]]:
-    """Twelve real uav75 drone photos (512x512, cracks and formwork joints) with masks."""
+def uav75_photos(shared_dir: Path) -> list[tuple[Path, Path]]:
+    """Twelve real uav75 drone photos (512x512, cracks and formwork joints) with masks: the
+    only source with joints (hard negatives); GPL-3.0, so not among the checked-in images."""
     from conftest import require
 
     root = require(shared_dir / "data" / "field" / "uav75")
     images = sorted((root / "images").glob("*.jpg"))[:12]
     return [(image, root / "masks" / f"{image.stem}.png") for image in images]
+
+
+@pytest.fixture(scope="module")
+def field_photos(real_data: Path) -> list[tuple[Path, Path]]:
+    """Twelve real field photos with masks, checked in: eight 256 px drone tiles of bridge
+    decks (uavcrack) then four 160 px pavement photos (shadowcrack), each of another photo."""
+    photos = []
+    for source in ("uavcrack", "shadowcrack"):
+        root = real_data / "data" / "field" / source
+        images = sorted((root / "images").glob("*.jpg"))
+        photos += [(image, root / "masks" / f"{image.stem}.png") for image in images]
+    assert len(photos) == 12
+    return photos
 
 
 def mask_source(root: Path, photos: list[tuple[Path, Path]]) -> Path:
@@ -98,9 +112,11 @@ def read_records(output: Path) -> list[dict]:
     return rows
 
 
-def test_mask_source_windows_carry_label_box_source_and_the_scorers_pixels(field_photos,
+@pytest.mark.shared("the uav75 drone photos of ../shared/data/field (formwork joints, the "
+                    "hard negatives; GPL-3.0, not checked in)")
+def test_mask_source_windows_carry_label_box_source_and_the_scorers_pixels(uav75_photos,
                                                                           tmp_path):
-    source = mask_source(tmp_path / "uav", field_photos)
+    source = mask_source(tmp_path / "uav", uav75_photos)
     manifest = build_dataset.build([f"drone={source}"], str(tmp_path / "out"), shards=2)
     rows = read_records(tmp_path / "out")
     assert manifest["sources"][0] | {"licence": None} == {
@@ -163,13 +179,15 @@ def test_a_photo_and_its_near_copies_land_in_one_split(field_photos, tmp_path):
 def test_missing_and_mismatched_masks_are_reported_and_skipped(field_photos, tmp_path):
     source = mask_source(tmp_path / "src", field_photos[:4])
     no_mask, wrong_size, rgb_mask = (p[0].stem for p in field_photos[1:4])
+    width, height = Image.open(field_photos[2][0]).size
+    assert Image.open(field_photos[3][0]).size == (width, height)
     (source / "masks" / f"{no_mask}.png").unlink()
     Image.new("L", (100, 100)).save(source / "masks" / f"{wrong_size}.png")
-    Image.new("RGB", (512, 512)).save(source / "masks" / f"{rgb_mask}.png")
+    Image.new("RGB", (width, height)).save(source / "masks" / f"{rgb_mask}.png")
     manifest = build_dataset.build([str(source)], str(tmp_path / "out"), shards=1)
     errors = {Path(e["uri"]).stem: e for e in manifest["errors"]}
     assert errors[no_mask]["error"] == f"no mask: expected masks/{no_mask}.png"
-    assert "mask is 100x100 but its image is 512x512" in errors[wrong_size]["error"]
+    assert f"mask is 100x100 but its image is {width}x{height}" in errors[wrong_size]["error"]
     assert "not a single-channel 8-bit mask" in errors[rgb_mask]["error"]
     assert {e["stage"] for e in manifest["errors"]} == {"mask"}
     assert manifest["sources"][0]["photos"] == 1
@@ -177,12 +195,12 @@ def test_missing_and_mismatched_masks_are_reported_and_skipped(field_photos, tmp
         str(source / "images" / field_photos[0][0].name).encode()}
 
 
-def test_class_folders_and_mask_sources_build_one_data_set(field_photos, concrete_dir,
+def test_class_folders_and_mask_sources_build_one_data_set(field_photos, fixture_concrete_dir,
                                                            tmp_path):
     folders = tmp_path / "lab"
     for name in build_dataset.CLASS_NAMES:
         (folders / name).mkdir(parents=True)
-        for path in sorted((concrete_dir / name).glob("*.jpg"))[:20]:
+        for path in sorted((fixture_concrete_dir / name).glob("*.jpg"))[:20]:
             shutil.copy(path, folders / name / path.name)
     drone = mask_source(tmp_path / "drone", field_photos)
     output = tmp_path / "out"

@@ -142,7 +142,7 @@ def gzip_cut_inside(data: bytes, start: int, end: int) -> bytes:
     return compressed[:low]
 
 
-def build_corpus(root: Path, shared_dir: Path) -> Corpus:
+def build_corpus(root: Path, real_data: Path) -> Corpus:
     rng = random.Random(SEED)
     token = f"escape-{uuid.uuid4().hex[:12]}"
     expected: dict[str, Expect] = {}
@@ -155,8 +155,8 @@ def build_corpus(root: Path, shared_dir: Path) -> Corpus:
             expected[str(path)] = expect
         return path
 
-    jpegs = [path.read_bytes() for path in concrete(shared_dir, "Positive", 6)
-             + concrete(shared_dir, "Negative", 6)]
+    jpegs = [path.read_bytes() for path in concrete(real_data, "Positive", 6)
+             + concrete(real_data, "Negative", 6)]
     pngs = [encoded(Image.open(io.BytesIO(jpeg)), "PNG") for jpeg in jpegs[:4]]
     jpeg, png = jpegs[0], pngs[0]
     originals = jpegs + pngs
@@ -335,10 +335,10 @@ class HostileRun:
 
 
 @pytest.fixture(scope="module")
-def hostile_run(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path,
+def hostile_run(tmp_path_factory: pytest.TempPathFactory, real_data: Path,
                 tiny_model_dir: Path) -> HostileRun:
     base = tmp_path_factory.mktemp("hostile")
-    corpus = build_corpus(base / "inputs", shared_dir)
+    corpus = build_corpus(base / "inputs", real_data)
     out = base / "out"
     before = snapshot(base, out)
     summary = score("--input", corpus.root, "--model", tiny_model_dir, "--output", out)
@@ -346,14 +346,14 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path,
 
 
 @pytest.fixture(scope="module")
-def decode_probe(hostile_run: HostileRun, shared_dir: Path) -> dict:
+def decode_probe(hostile_run: HostileRun, real_data: Path) -> dict:
     """``tests/decode_probe.py`` over every file of the corpus, in its own process."""
     paths = sorted(str(path) for path in hostile_run.corpus.root.rglob("*") if path.is_file())
     listing = hostile_run.out.parent / "probe-paths.json"
     listing.write_text(json.dumps(paths))
     result = subprocess.run(
         [sys.executable, str(REPO / "tests" / "decode_probe.py"), str(listing),
-         str(concrete(shared_dir, "Positive", 1)[0])],
+         str(concrete(real_data, "Positive", 1)[0])],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
         text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
@@ -448,20 +448,20 @@ REPEATED_BYTES = 64 << 20  # what each of them inflates to
 REPEATED_SECONDS = 2.0  # one of them inflated; all of them take several times as long
 
 
-def probe_files(paths: list[Path], work: Path, shared_dir: Path) -> dict:
+def probe_files(paths: list[Path], work: Path, real_data: Path) -> dict:
     """``tests/decode_probe.py`` over ``paths``, in a process of its own."""
     listing = work / "probe-paths.json"
     listing.write_text(json.dumps([str(path) for path in paths]))
     result = subprocess.run(
         [sys.executable, str(REPO / "tests" / "decode_probe.py"), str(listing),
-         str(concrete(shared_dir, "Positive", 1)[0])],
+         str(concrete(real_data, "Positive", 1)[0])],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
         text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
-def test_a_small_16_bit_png_decodes_in_bounded_memory(tmp_path: Path, shared_dir: Path):
+def test_a_small_16_bit_png_decodes_in_bounded_memory(tmp_path: Path, real_data: Path):
     """A flat 16-bit PNG is tiny on disk; rescaled whole in float64 it needed 25 bytes a
     pixel (1.6 GB here, 3.1 GB at the pixel limit). Band by band it needs the image and
     its RGB copy."""
@@ -470,7 +470,7 @@ def test_a_small_16_bit_png_decodes_in_bounded_memory(tmp_path: Path, shared_dir
     png = tmp_path / "flat-16-bit.png"
     png.write_bytes(encoded(grey, "PNG"))
     assert png.stat().st_size < 512 * 1024
-    probe = probe_files([png], tmp_path, shared_dir)
+    probe = probe_files([png], tmp_path, real_data)
     (item,) = probe["files"][str(png)]["items"]
     assert (item["width"], item["height"]) == FLAT_16BIT
     growth = probe["peak_rss"] - probe["baseline_rss"]
@@ -480,13 +480,13 @@ def test_a_small_16_bit_png_decodes_in_bounded_memory(tmp_path: Path, shared_dir
 
 
 def test_repeated_member_names_are_refused_before_they_are_inflated(tmp_path: Path,
-                                                                     shared_dir: Path):
+                                                                     real_data: Path):
     zeros, crc = deflated_zeros(REPEATED_BYTES)
-    jpeg = concrete(shared_dir, "Positive", 1)[0].read_bytes()
+    jpeg = concrete(real_data, "Positive", 1)[0].read_bytes()
     archive = tmp_path / "repeats.zip"
     archive.write_bytes(zip_archive([("same.jpg", zeros, REPEATED_BYTES, crc)] * REPEATS
                                     + [zip_member("after.jpg", jpeg)]))
-    probe = probe_files([archive], tmp_path, shared_dir)
+    probe = probe_files([archive], tmp_path, real_data)
     entry = probe["files"][str(archive)]
     items = {item["uri"]: item for item in entry["items"]}
     assert "not an image" in items[f"{archive}!same.jpg"]["error"]

@@ -57,11 +57,11 @@ def tar_bytes(members: list[tuple[str, bytes]]) -> bytes:
     return buffer.getvalue()
 
 
-def build_corpus(base: Path, shared_dir: Path) -> Corpus:
+def build_corpus(base: Path, real_data: Path) -> Corpus:
     root = base / "inputs"
     (root / "sub").mkdir(parents=True)
-    photos = [path.read_bytes() for path in concrete(shared_dir, "Positive", 8)
-              + concrete(shared_dir, "Negative", 8)]
+    photos = [path.read_bytes() for path in concrete(real_data, "Positive", 8)
+              + concrete(real_data, "Negative", 8)]
     scored: set[str] = set()
     failed: dict[str, str] = {}
 
@@ -136,10 +136,10 @@ class Runs:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path,
+def runs(tmp_path_factory: pytest.TempPathFactory, real_data: Path,
          tiny_model_dir: Path) -> Runs:
     base = tmp_path_factory.mktemp("hostile-names")
-    corpus = build_corpus(base, shared_dir)
+    corpus = build_corpus(base, real_data)
     first, second = base / "first", base / "second"
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.score", "--input", str(corpus.root), "--model",

@@ -28,6 +28,8 @@ MID_RUN = "read 500 inputs so far"
 KILL_DEADLINE_S = 180.0  # a safety bound on the killed run, which is killed in seconds
 
 
+@pytest.mark.shared("1,008 real photos to score (../shared/data/concrete/Positive/0*.jpg), so "
+                    "that the run is still scoring when it is killed")
 def test_killed_run_leaves_no_output_that_a_rerun_would_trust(
         tmp_path: Path, shared_dir: Path, tiny_model_dir: Path,
         caplog: pytest.LogCaptureFixture):
@@ -73,10 +75,10 @@ def test_killed_run_leaves_no_output_that_a_rerun_would_trust(
 
 
 def test_skip_scored_reuses_an_earlier_output_only_when_its_run_finished(
-        tmp_path: Path, shared_dir: Path, tiny_model_dir: Path,
+        tmp_path: Path, real_data: Path, tiny_model_dir: Path,
         caplog: pytest.LogCaptureFixture):
     night = tmp_path / "night"
-    copy_files(concrete(shared_dir, "Negative", 10), night)
+    copy_files(concrete(real_data, "Negative", 10), night)
     common = ("--input", night, "--model", tiny_model_dir)
     finished = tmp_path / "finished"
     score(*common, "--output", finished)

@@ -94,12 +94,12 @@ def test_nightly_refuses_a_malformed_night(tmp_path: Path):
 
 
 def test_nightly_rerun_keeps_the_last_finished_output_over_a_killed_one(
-        tmp_path: Path, shared_dir: Path, tiny_model_dir: Path):
+        tmp_path: Path, real_data: Path, tiny_model_dir: Path):
     """Night scored once; a re-run was killed part-way, leaving shards but no summary.json.
     The next re-run must reuse the finished output, not replace it with the killed one."""
     night = tmp_path / "surveys" / "2026-11-24"
     night.mkdir(parents=True)
-    for path in concrete(shared_dir, "Positive", 3):
+    for path in concrete(real_data, "Positive", 3):
         shutil.copyfile(path, night / path.name)
     outputs = tmp_path / "scores"
     finished = outputs / "_previous" / "dt=2026-11-24"

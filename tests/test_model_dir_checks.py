@@ -59,9 +59,9 @@ def lambda_model(path: Path) -> None:
     tiny_model(keras.layers.Lambda(lambda x: x * 1.0)).save(path)
 
 
-def zip_of_a_photo(path: Path, shared_dir: Path) -> None:
+def zip_of_a_photo(path: Path, real_data: Path) -> None:
     with zipfile.ZipFile(path, "w") as archive:
-        archive.write(concrete(shared_dir, "Positive", 1)[0], "photo.jpg")
+        archive.write(concrete(real_data, "Positive", 1)[0], "photo.jpg")
 
 
 def listed_tflite(model_dir: Path, name: str, data: bytes = b"") -> None:
@@ -123,13 +123,13 @@ CASES: list[tuple[str, Callable[[Path, Path], None], str]] = [
                          ids=[case[0] for case in CASES])
 def test_a_model_dir_that_is_not_our_export_is_refused_before_anything_runs(
         spoil: Callable[[Path, Path], None], message: str, tmp_path: Path,
-        tiny_model_dir: Path, shared_dir: Path):
+        tiny_model_dir: Path, real_data: Path):
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
-    spoil(model_dir, shared_dir)
+    spoil(model_dir, real_data)
     out = tmp_path / "out"
     with pytest.raises(ModelCardError) as refused:
-        run(["--input", str(concrete(shared_dir, "Positive", 1)[0]), "--model",
+        run(["--input", str(concrete(real_data, "Positive", 1)[0]), "--model",
              str(model_dir), "--output", str(out)])
     assert message in str(refused.value)
     assert not out.exists()
@@ -153,14 +153,14 @@ def test_a_worker_refuses_a_lambda_layer_too(tmp_path: Path, tiny_model_dir: Pat
 ], ids=["model-is-a-folder", "tflite-file-climbs-out"])
 def test_command_line_reports_a_wrong_model_dir_in_one_line(
         spoil: Callable[[Path], None], message: str, tmp_path: Path, tiny_model_dir: Path,
-        shared_dir: Path):
+        real_data: Path):
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
     spoil(model_dir)
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.score", "--input",
-         str(concrete(shared_dir, "Positive", 1)[0]), "--model", str(model_dir),
+         str(concrete(real_data, "Positive", 1)[0]), "--model", str(model_dir),
          "--output", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1

@@ -27,8 +27,8 @@ from crackscan.sources import SourceError
 from pipeline.score import SetupError, run
 from pipeline.run_config import RunConfig
 from pipeline.summary import AccountingError, WriteSummaryFn
-from scoring_helpers import (concrete, copy_files, encoded, png_declaring, read_jsonl,
-                             read_predictions, score)
+from scoring_helpers import (concrete, copy_files, encoded, field_photos, png_declaring,
+                             read_jsonl, read_predictions, score)
 
 REPO = Path(__file__).resolve().parents[1]
 SURVEY_PHOTO = Path("data/survey/crack/CRACK500_20160328_153612_1281_1081.jpg")
@@ -116,6 +116,8 @@ def survey_run(shared_dir: Path, trained_model_dir: Path,
     return out, summary
 
 
+@pytest.mark.shared("4800x6000 survey photos, one truncated, and a model trained on the 4,000 "
+                    "shared concrete images")
 def test_survey_photo_is_tiled_and_scored(survey_run: tuple[Path, dict], shared_dir: Path):
     out, summary = survey_run
     assert_accounted(summary, out, seen=5)
@@ -167,13 +169,14 @@ def test_pipeline_gives_each_tile_the_probability_the_model_gives_it(
 # --------------------------------------------------------------------------- inputs
 
 
-def build_corpus(root: Path, shared_dir: Path
+def build_corpus(root: Path, real_data: Path
                  ) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[str, str]]]:
     """Good inputs ``{uri: (width, height)}`` and bad ones ``{uri: (stage, reason)}``."""
-    with Image.open(concrete(shared_dir, "Positive", 1)[0]) as image:
+    with Image.open(concrete(real_data, "Positive", 1)[0]) as image:
         rgb = image.convert("RGB")
-    with Image.open(shared_dir / SURVEY_448) as image:
-        photo = image.convert("RGB")
+    # A real 256 px drone tile of a bridge deck, scaled to a 448 px survey photo.
+    with Image.open(field_photos(real_data, "uavcrack", 1)[0]) as image:
+        photo = image.convert("RGB").resize((448, 448), Image.Resampling.BICUBIC)
     gray = rgb.convert("L")
     sixteen_bit = Image.fromarray(np.asarray(gray, dtype=np.uint16) * 257)
     rgba = rgb.convert("RGBA")
@@ -259,9 +262,9 @@ def build_corpus(root: Path, shared_dir: Path
 
 
 def test_formats_archives_and_bad_inputs_each_land_in_one_place(
-        tmp_path: Path, shared_dir: Path, tiny_model_dir: Path):
+        tmp_path: Path, real_data: Path, tiny_model_dir: Path):
     root = tmp_path / "survey"
-    good, bad = build_corpus(root, shared_dir)
+    good, bad = build_corpus(root, real_data)
     out = tmp_path / "out"
     # The second pattern names files the first already lists: each is read once.
     summary = score("--input", root, "--input", root / "*.png", "--model", tiny_model_dir,
@@ -295,18 +298,18 @@ def test_formats_archives_and_bad_inputs_each_land_in_one_place(
 
 
 def test_multi_processing_gives_the_same_rows_as_in_memory(
-        tmp_path: Path, shared_dir: Path, tiny_model_dir: Path,
+        tmp_path: Path, real_data: Path, tiny_model_dir: Path,
         monkeypatch: pytest.MonkeyPatch):
     # Worker processes import the pipeline by module name, like launch/common.sh sets up.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     inputs = tmp_path / "inputs"
-    copy_files(concrete(shared_dir, "Positive", 12), inputs / "Positive")
-    copy_files(concrete(shared_dir, "Negative", 12), inputs / "Negative")
-    copy_files([shared_dir / SURVEY_448, shared_dir / INTACT_448], inputs)
+    copy_files(concrete(real_data, "Positive", 12), inputs / "Positive")
+    copy_files(concrete(real_data, "Negative", 12), inputs / "Negative")
+    copy_files(field_photos(real_data, "uavcrack", 2), inputs)  # 256 px: tiled
     (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     with zipfile.ZipFile(inputs / "more.zip", "w") as archive:
-        for path in concrete(shared_dir, "Positive", 20)[12:]:
+        for path in concrete(real_data, "Positive", 20)[12:]:
             archive.write(path, f"zipped/{path.name}")
 
     def outputs(out: Path) -> tuple:
@@ -328,14 +331,14 @@ def test_multi_processing_gives_the_same_rows_as_in_memory(
 
 
 def test_skip_scored_carries_earlier_rows_and_scores_only_new_content(
-        tmp_path: Path, shared_dir: Path, tiny_model_dir: Path):
-    first_inputs = copy_files(concrete(shared_dir, "Positive", 5), tmp_path / "night")
+        tmp_path: Path, real_data: Path, tiny_model_dir: Path):
+    first_inputs = copy_files(concrete(real_data, "Positive", 5), tmp_path / "night")
     first = tmp_path / "first"
     score("--input", tmp_path / "night", "--model", tiny_model_dir, "--output", first,
           "--format", "jsonl")
     earlier = {row["uri"]: row for row in read_jsonl(first, "predictions")}
 
-    new_inputs = copy_files(concrete(shared_dir, "Negative", 3), tmp_path / "night" / "late")
+    new_inputs = copy_files(concrete(real_data, "Negative", 3), tmp_path / "night" / "late")
     renamed = tmp_path / "night" / "renamed-copy.jpg"
     renamed.write_bytes(first_inputs[0].read_bytes())
     second = tmp_path / "second"
@@ -367,8 +370,8 @@ def test_skip_scored_carries_earlier_rows_and_scores_only_new_content(
 
 
 def test_missing_or_tampered_model_is_refused_before_anything_runs(
-        tmp_path: Path, tiny_model_dir: Path, shared_dir: Path):
-    image = concrete(shared_dir, "Positive", 1)[0]
+        tmp_path: Path, tiny_model_dir: Path, real_data: Path):
+    image = concrete(real_data, "Positive", 1)[0]
     out = tmp_path / "out"
     with pytest.raises(ModelCardError, match="model_card.json is missing"):
         run(["--input", str(image), "--model", str(tmp_path / "nowhere"), "--output", str(out)])
@@ -385,8 +388,8 @@ def test_missing_or_tampered_model_is_refused_before_anything_runs(
 
 
 def test_inputs_and_output_are_checked_before_anything_runs(
-        tmp_path: Path, tiny_model_dir: Path, shared_dir: Path):
-    image = concrete(shared_dir, "Positive", 1)[0]
+        tmp_path: Path, tiny_model_dir: Path, real_data: Path):
+    image = concrete(real_data, "Positive", 1)[0]
     with pytest.raises(SourceError, match="matches no file"):
         run(["--input", str(tmp_path / "*.jpg"), "--model", str(tiny_model_dir),
              "--output", str(tmp_path / "out")])
@@ -415,10 +418,10 @@ def test_accounting_mismatch_fails_the_run_after_writing_the_summary(
     assert "Accounting mismatch" in (tmp_path / "report.html").read_text()
 
 
-def test_command_line_reports_a_bad_model_dir_in_one_line(tmp_path: Path, shared_dir: Path):
+def test_command_line_reports_a_bad_model_dir_in_one_line(tmp_path: Path, real_data: Path):
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.score", "--input",
-         str(concrete(shared_dir, "Positive", 1)[0]), "--model", str(tmp_path),
+         str(concrete(real_data, "Positive", 1)[0]), "--model", str(tmp_path),
          "--output", str(tmp_path / "out")],
         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1

@@ -89,6 +89,8 @@ def test_a_sliver_that_would_scale_past_the_pixel_limit_is_refused():
         plan_tiles(1, 100_000, TILE, STRIDE, LIMIT)
 
 
+@pytest.mark.shared("a 4800x6000 survey photo (../shared/data/survey/crack/CRACK500_*.jpg, not "
+                    "checked in: 3 MB)")
 def test_survey_photo_streams_tiles_without_holding_them_all(shared_dir: Path):
     """Decoded photo (86 MB) plus one tile at a time; all 980 tiles at once would be 151 MB.
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from pipeline.report import MAX_ERRORS_SHOWN, OUTLINE_COLOR, heatmap_thumbnail, render_report
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+from conftest import SHARED
 SURVEY_PHOTO = SHARED / "data" / "survey" / "crack" / "CRACK500_20160328_153612_1281_1081.jpg"
 
 
@@ -55,6 +55,8 @@ def synthetic_photo(width: int, height: int) -> np.ndarray:
 # --------------------------------------------------------------------------- heatmap_thumbnail
 
 
+@pytest.mark.shared("a 4800x6000 survey photo (../shared/data/survey/crack/CRACK500_*.jpg, not "
+                    "checked in: 3 MB)")
 def test_survey_photo_is_tinted_and_outlined_only_where_a_tile_is_cracked(survey_rgb):
     height, width = survey_rgb.shape[:2]
     tiles = tile_grid(width, height, size=1200, stride=600)
@@ -75,6 +77,8 @@ def test_survey_photo_is_tinted_and_outlined_only_where_a_tile_is_cracked(survey
     assert tuple(thumb[160, 140]) != OUTLINE_COLOR
 
 
+@pytest.mark.shared("a 4800x6000 survey photo (../shared/data/survey/crack/CRACK500_*.jpg, not "
+                    "checked in: 3 MB)")
 def test_survey_photo_is_downscaled_before_anything_full_size_is_built(survey_rgb):
     height, width = survey_rgb.shape[:2]
     tiles = tile_grid(width, height, size=600, stride=300)

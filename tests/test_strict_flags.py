@@ -63,9 +63,9 @@ def test_a_malformed_beam_option_exits_2_with_beams_reason(capsys: pytest.Captur
     assert "argument --direct_num_workers: invalid int value: 'two'" in capsys.readouterr().err
 
 
-def test_a_run_with_beam_options_scores_with_them(tmp_path: Path, shared_dir: Path,
+def test_a_run_with_beam_options_scores_with_them(tmp_path: Path, real_data: Path,
                                                   tiny_model_dir: Path):
-    photos = copy_files(concrete(shared_dir, "Positive", 3), tmp_path / "in")
+    photos = copy_files(concrete(real_data, "Positive", 3), tmp_path / "in")
     summary = score("--input", tmp_path / "in", "--model", tiny_model_dir, "--output",
                     tmp_path / "out", "--runner", "DirectRunner",
                     "--direct_running_mode=multi_threading", "--direct_num_workers", "2")

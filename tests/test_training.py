@@ -13,6 +13,8 @@ from crackscan.verdict import photo_probability
 from training import evaluate, export, input_pipeline, model as model_lib
 
 
+@pytest.mark.shared("the 4,000 shared concrete images and the pretrained backbone weights, for a "
+                    "model that reaches 97%")
 def test_two_stage_model_reaches_97_percent_on_test(training_report, concrete_dataset):
     test = training_report["test"]
     assert test["accuracy"] >= 0.97, test
@@ -31,6 +33,7 @@ def test_stage_two_ran_on_a_frozen_batch_norm_and_is_kept_only_if_it_helps(train
         assert stage2["val_loss"] < stage1["val_loss"]
 
 
+@pytest.mark.shared("the pretrained MobileNetV2 backbone weights file (../shared/weights)")
 def test_fine_tuning_changes_top_convolutions_but_never_batch_norm(backbone_weights):
     model, base = model_lib.build(64, str(backbone_weights))
     model_lib.unfreeze_top(base, 38)
@@ -153,13 +156,14 @@ def test_sampling_weights_halve_the_classes_and_share_them_among_sources():
                        ("lab", 1): pytest.approx(1 / 6)}
 
 
-def test_training_batches_are_balanced_whatever_the_split_holds(concrete_dir, tmp_path):
+def test_training_batches_are_balanced_whatever_the_split_holds(fixture_concrete_dir,
+                                                                tmp_path):
     from training import build_dataset
 
     source = tmp_path / "src"
     for name, count in (("Positive", 60), ("Negative", 10)):
         (source / name).mkdir(parents=True)
-        for path in sorted((concrete_dir / name).glob("*.jpg"))[:count]:
+        for path in sorted((fixture_concrete_dir / name).glob("*.jpg"))[:count]:
             (source / name / path.name).write_bytes(path.read_bytes())
     build_dataset.build(str(source), str(tmp_path / "data"), shards=2)
     batches = input_pipeline.dataset(str(tmp_path / "data"), "train", 32, 50, training=True,
@@ -167,12 +171,12 @@ def test_training_batches_are_balanced_whatever_the_split_holds(concrete_dir, tm
     labels = np.concatenate([y.numpy() for _, y in batches.take(8)])
     assert 0.4 < labels.mean() < 0.6  # 6:1 in the files, 1:1 in training
 
-def test_augmentation_only_on_the_training_split(concrete_dataset):
-    eval_a = next(iter(input_pipeline.dataset(str(concrete_dataset), "val", 64, 8)))[0]
-    eval_b = next(iter(input_pipeline.dataset(str(concrete_dataset), "val", 64, 8)))[0]
+def test_augmentation_only_on_the_training_split(fixture_dataset):
+    eval_a = next(iter(input_pipeline.dataset(str(fixture_dataset), "val", 64, 8)))[0]
+    eval_b = next(iter(input_pipeline.dataset(str(fixture_dataset), "val", 64, 8)))[0]
     np.testing.assert_array_equal(eval_a.numpy(), eval_b.numpy())
     train_images, train_labels = next(iter(input_pipeline.dataset(
-        str(concrete_dataset), "train", 64, 8, training=True, seed=3)))
+        str(fixture_dataset), "train", 64, 8, training=True, seed=3)))
     assert train_images.shape == (8, 64, 64, 3) and train_labels.dtype == tf.int32
     assert float(tf.reduce_max(train_images)) <= 255.0
 
