@@ -1,1 +1,1 @@
-"""Training: labelled folder archive -> sharded TFRecords -> two-stage MobileNetV2 -> export."""
+"""Training: labelled sources -> sharded TFRecords -> two-stage MobileNetV2 -> export."""
