@@ -183,7 +183,9 @@ def test_int8_is_measured_on_the_test_split_and_written_only_if_usable(
                                      read_card(str(trained_model_dir)),
                                      str(concrete_dataset), evaluated, calibration_count=32)
     report = card["int8"]
-    assert report["test_images"] == 393 and report["calibration_images"] == 32
+    manifest = json.loads((concrete_dataset / "manifest.json").read_text())
+    assert report["test_images"] == len(evaluated) == manifest["counts"]["test"]["total"]
+    assert report["calibration_images"] == 32
     assert report["float_test_accuracy"] == pytest.approx(
         card["metrics"]["test"]["accuracy"], abs=1e-12)
     assert report["test_accuracy"] > 0.9, "quantisation broke the model"
