@@ -254,9 +254,14 @@ class ModelCard:
 
     @classmethod
     def read(cls, model_dir: str) -> "ModelCard":
-        """Reads and checks the card (:func:`read_card`), and refuses one that would make
-        every row wrong rather than fail once scored."""
-        card = read_card(model_dir)
+        """The folder's card, read and checked against its files by :func:`read_card`."""
+        return cls.from_card(model_dir, read_card(model_dir))
+
+    @classmethod
+    def from_card(cls, model_dir: str, card: dict[str, Any]) -> "ModelCard":
+        """The typed view of a card's fields; refuses values that would make every row
+        wrong rather than fail once scored. It reads no file: :meth:`read` is the launcher's
+        way in, this one lets a worker's own checks be tested apart from the launcher's."""
         names = tuple(card["class_names"])
         positive = card["positive_class"]
         if len(names) != 2 or positive not in names:

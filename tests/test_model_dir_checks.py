@@ -142,7 +142,7 @@ def test_a_worker_refuses_a_lambda_layer_too(tmp_path: Path, tiny_model_dir: Pat
     shutil.copytree(tiny_model_dir, model_dir)
     replace_model(model_dir, lambda_model)
     card = json.loads((model_dir / "model_card.json").read_text())
-    handler = tile_model_handler(ModelCard.read(str(model_dir)), 1, KERAS, 1)
+    handler = tile_model_handler(ModelCard.from_card(str(model_dir), card), 1, KERAS, 1)
     with pytest.raises(ValueError, match="Lambda.*safe_mode"):
         handler.load_model()
 
