@@ -176,27 +176,31 @@ def mask_photos(source: Source, tile_size: int, stride: int, max_pixels: int,
     mask or of another size is reported and skipped."""
     masks = {_stem(path): path for path in _listing(join(source.path, "masks/"))}
     groups = _manifest_groups(source)
-    for uri in tqdm(sources.expand(join(source.path, "images/")),
-                    desc=f"windows {source.name}", unit=" photos", disable=None,
-                    file=sys.stderr):
-        stem = _stem(uri)
+    for path in tqdm(sources.expand(join(source.path, "images/")),
+                     desc=f"windows {source.name}", unit=" photos", disable=None,
+                     file=sys.stderr):
+        uri, stem = sources.file_uri(path), _stem(path)
         if stem not in masks:
             errors.append({"uri": uri, "stage": "mask",
                            "error": f"no mask: expected masks/{stem}{MASK_SUFFIX}"})
             continue
         try:
-            data = sources.read_file(uri)
+            data = sources.read_file(path)
             rgb = decode.decode_rgb(data, max_pixels)
-            height, width = rgb.shape[:2]
+        except (decode.DecodeError, OSError) as exc:
+            errors.append({"uri": uri, "stage": "decode", "error": str(exc)})
+            continue
+        height, width = rgb.shape[:2]
+        try:
             mask = windows.decode_mask(sources.read_file(masks[stem]), (width, height),
                                        max_pixels)
-            plan = plan_tiles(width, height, tile_size, stride, max_pixels)
-        except decode.DecodeError as exc:
-            errors.append({"uri": uri, "stage": "mask" if "mask" in str(exc) else "decode",
-                           "error": str(exc)})
+        except (decode.DecodeError, OSError) as exc:
+            errors.append({"uri": uri, "stage": "mask", "error": str(exc)})
             continue
-        except (OSError, TilingError) as exc:
-            errors.append({"uri": uri, "stage": "read", "error": str(exc)})
+        try:
+            plan = plan_tiles(width, height, tile_size, stride, max_pixels)
+        except TilingError as exc:
+            errors.append({"uri": uri, "stage": "tile", "error": str(exc)})
             continue
         sha = hashlib.sha256(data).hexdigest()
         examples = [_example(windows.encode_png(w.pixels), "png", w.label, uri, source.name,
