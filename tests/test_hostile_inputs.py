@@ -348,16 +348,8 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory, real_data: Path,
 @pytest.fixture(scope="module")
 def decode_probe(hostile_run: HostileRun, real_data: Path) -> dict:
     """``tests/decode_probe.py`` over every file of the corpus, in its own process."""
-    paths = sorted(str(path) for path in hostile_run.corpus.root.rglob("*") if path.is_file())
-    listing = hostile_run.out.parent / "probe-paths.json"
-    listing.write_text(json.dumps(paths))
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "decode_probe.py"), str(listing),
-         str(concrete(real_data, "Positive", 1)[0])],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-        text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    paths = sorted(path for path in hostile_run.corpus.root.rglob("*") if path.is_file())
+    return probe_files(paths, hostile_run.out.parent, real_data)
 
 
 # --------------------------------------------------------------------------- tests
