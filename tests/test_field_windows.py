@@ -215,3 +215,32 @@ def test_class_folders_and_mask_sources_build_one_data_set(field_photos, fixture
         manifest["counts"][s]["total"] for s in build_dataset.SPLITS) - 40
     assert manifest["tile_size"] == SIZE
     assert manifest["command"].startswith("python -m training.build_dataset --source")
+
+
+def test_validation_loss_weighs_every_source_and_class_as_training_samples_them(
+        field_photos, fixture_concrete_dir, tmp_path):
+    from training import input_pipeline
+
+    folders = tmp_path / "lab"
+    for name in build_dataset.CLASS_NAMES:
+        (folders / name).mkdir(parents=True)
+        for path in sorted((fixture_concrete_dir / name).glob("*.jpg"))[:30]:
+            shutil.copy(path, folders / name / path.name)
+    output = tmp_path / "out"
+    build_dataset.main(["--source", str(folders), "--source",
+                        str(mask_source(tmp_path / "drone", field_photos)),
+                        "--output", str(output)])
+    counts = json.loads((output / "manifest.json").read_text())["counts_by_source"]["train"]
+    sums: dict[tuple[str, int], float] = {}
+    batches = input_pipeline.balanced_validation(str(output), "train", 32, 16)
+    sources = [s.decode() for _, _, meta in input_pipeline.dataset(
+        str(output), "train", 32, 16, with_meta=True) for s in meta["source"].numpy()]
+    weights = np.concatenate([w.numpy() for _, _, w in batches])
+    labels = np.concatenate([y.numpy() for _, y, _ in batches])
+    assert len(weights) == len(sources) == sum(c["total"] for c in counts.values())
+    for source, label, weight in zip(sources, labels, weights):
+        sums[source, int(label)] = sums.get((source, int(label)), 0.0) + float(weight)
+    shares = input_pipeline.stream_weights(counts)
+    assert len(shares) >= 3 and sums.keys() == shares.keys()
+    for stream, share in shares.items():
+        assert sums[stream] == pytest.approx(share * len(weights), rel=1e-5), stream

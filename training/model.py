@@ -72,4 +72,4 @@ def unfreeze_top(base: keras.Model, layers: int) -> int:
 def compile_model(model: keras.Model, learning_rate: float) -> None:
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+                  weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])

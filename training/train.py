@@ -126,7 +126,8 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
                                       training=True, seed=args.seed)
     steps = args.steps_per_epoch or max(1, manifest["counts"]["train"]["total"]
                                         // args.batch_size)
-    val_ds = input_pipeline.dataset(args.data, "val", args.image_size, args.batch_size)
+    val_ds = input_pipeline.balanced_validation(args.data, "val", args.image_size,
+                                                args.batch_size)
     model, base = model_lib.build(args.image_size, args.weights, args.dropout,
                                   len(class_names))
     stages = {"stage1": fit_stage(model, "stage1", train_ds, val_ds, args, args.epochs,
