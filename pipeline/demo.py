@@ -4,7 +4,8 @@
 
 The sample (``pipeline/sample_survey/``) holds real photos from permissively licensed public
 crack sets, none of which the shipped model saw in training; ``truth.csv`` says what each
-source's own labels say of them. Scoring runs on the DirectRunner, offline, in seconds; the
+source's own labels say of them, and each photo carries the GPS EXIF of an illustrative
+flight (``pipeline.survey_geotags``). Scoring runs on the DirectRunner, offline, in seconds; the
 demo prints each verdict beside that truth and where the predictions, the error list and
 the report are.
 """
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"  predictions: {args.output}/predictions-*.csv  (one row per photo)")
     print(f"  tiles:       {args.output}/tiles-*.jsonl  (every tile's box and probability)")
     print(f"  errors:      {args.output}/errors-*.jsonl")
+    print(f"  map:         {args.output}/cracks.geojson, cracks.kml  ({summary['geotagged']} "
+          f"geotagged photos, for QGIS or Google Earth)")
     print(f"  report:      {os.path.abspath(args.output)}/report.html")
     return {"summary": summary, "correct": correct, "photos": len(truth)}
 

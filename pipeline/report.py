@@ -19,6 +19,8 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
+from pipeline.report_map import card_id, survey_map
+
 # Perceptually uniform and dark-to-bright, so "more yellow" reads as "more likely a crack"
 # even in greyscale print-outs, and it stands out against grey concrete and asphalt.
 HEAT_COLORMAP = "inferno"
@@ -223,8 +225,16 @@ def _image_card(image: dict) -> str:
         details.append(f"{_count(image['width'])}&times;{_count(image['height'])} px")
     if threshold is not None:
         details.append(f"threshold {float(threshold):.2f}")
+    where = []
+    if image.get("latitude") is not None and image.get("longitude") is not None:
+        where.append(f"{float(image['latitude']):.6f}, {float(image['longitude']):.6f}")
+        if image.get("altitude_m") is not None:
+            where.append(f"{float(image['altitude_m']):.0f} m")
+    if image.get("captured_at"):
+        where.append(_e(image["captured_at"]))
+    place = f'<div class="meta where">{" &middot; ".join(where)}</div>' if where else ""
     return f"""
-<figure class="card{' positive' if positive else ''}">
+<figure class="card{' positive' if positive else ''}" id="{card_id(str(image.get("uri", "")))}">
   {picture}
   <figcaption>
     <div class="prob"><span class="pvalue">{probability:.3f}</span>
@@ -232,6 +242,7 @@ def _image_card(image: dict) -> str:
     <div class="bar"><div style="width:{bar:.1f}%"></div></div>
     <div class="uri">{_e(image.get("uri", ""))}</div>
     <div class="meta">{" &middot; ".join(details)}</div>
+    {place}
   </figcaption>
 </figure>"""
 
@@ -351,21 +362,29 @@ table.errors { width:100%; border-collapse:collapse; background:var(--card);
 .errors td.stage { white-space:nowrap; color:var(--muted); }
 .more { margin:0 0 10px; color:#8d6e00; }
 .empty { color:var(--muted); }
+.survey-map { max-width:100%; height:auto; border:1px solid var(--line); border-radius:10px;
+              background:var(--card); }
+.survey-map .point:hover { stroke:#1d2430; stroke-width:3; }
+.card:target { outline:3px solid rgb(0,229,255); }
 """
 
 
-def render_report(summary: dict, top_images: list[dict], errors: list[dict]) -> str:
+def render_report(summary: dict, top_images: list[dict], errors: list[dict],
+                  points: Iterable[dict] = ()) -> str:
     """The whole run on one page: counts, whether they add up, the worst images, the errors.
 
     The accounting verdict is stated explicitly because a pipeline that silently drops images
     looks healthy in every other number; the most-cracked images come first in the grid so
-    the team starts the day with the photos that need a human. ``errors`` are the rows to
-    list; the counts per stage come from the summary's ``failed_by_stage`` when it has them.
+    the team starts the day with the photos that need a human, and the map shows where on
+    the structure they are. ``errors`` are the rows to list; the counts per stage come from
+    the summary's ``failed_by_stage`` when it has them. ``points`` are the geotagged photos
+    (:func:`pipeline.geo.point_of`).
     """
     model = summary.get("model_version")
     model_line = f'<div class="model">model <code>{_e(model)}</code></div>' if model else ""
     title = "Crack scan report" + (f" &middot; {_e(summary['output'])}"
                                    if summary.get("output") else "")
+    points = list(points)
     ranked = sorted(top_images, key=lambda image: -float(image.get("crack_probability", 0.0)))
     by_stage = summary.get("failed_by_stage")
     failed = sum(by_stage.values()) if by_stage is not None else len(errors)
@@ -389,6 +408,10 @@ def render_report(summary: dict, top_images: list[dict], errors: list[dict]) -> 
   <section class="stats">{_stats(summary)}</section>
   {_accounting(summary)}
   {_sources(summary)}
+  <h2>Survey map <small>{_count(len(points))} geotagged photos; colour = crack
+    probability, ringed = positive, dashed = flight order</small></h2>
+  {survey_map(points, {str(image.get("uri")) for image in ranked},
+              str(summary.get("positive_class", "Positive")))}
   <h2>Most cracked images <small>{len(ranked):,} shown, highest probability first</small></h2>
   {cards}
   <h2>Errors <small>{failed:,} recorded</small></h2>

@@ -4,10 +4,11 @@
         --output gs://results/2024-06-01/ [options] [Beam pipeline options]
 
 Writes ``predictions-*.csv`` (or ``.jsonl``), ``errors-*.jsonl``, optionally
-``tiles-*.jsonl``, then ``summary.json`` and ``report.html`` under the output prefix. Every
-input ends up in exactly one of predictions and errors; the run fails if that does not add
-up. Everything that can be checked before the job starts (model card, inputs, output) is
-checked first, so a typo costs seconds, not a worker fleet.
+``tiles-*.jsonl``, then ``cracks.geojson``, ``cracks.kml``, ``summary.json`` and
+``report.html`` under the output prefix. Every input ends up in exactly one of predictions
+and errors; the run fails if that does not add up. Everything that can be checked before the
+job starts (model card, inputs, output) is checked first, so a typo costs seconds, not a
+worker fleet.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from pipeline.records import ScoredImage, tile_rows
 from pipeline.regroup import SCORED, RegroupByImage
 from pipeline.regroup import ERRORS as INFERENCE_ERRORS
 from pipeline.bigquery_sink import WriteBigQuery, table_spec
+from pipeline.geo import GEOJSON_FILE, KML_FILE
 from pipeline.dry_run import dataflow_problems, is_dataflow, job_plan
 from pipeline.sinks import FORMATS, WriteJsonLines, WritePredictions
 from pipeline.run_status import REPORT_FILE, SUMMARY_FILE, unfinished_run_reason
@@ -42,7 +44,8 @@ from pipeline.summary import Summarize
 from pipeline.tiling import INFOS, TILES, DecodeAndTile
 from pipeline.tiling import ERRORS as TILING_ERRORS
 
-OUTPUT_NAMES = ("predictions-*", "tiles-*", "errors-*", SUMMARY_FILE, REPORT_FILE)
+OUTPUT_NAMES = ("predictions-*", "tiles-*", "errors-*", GEOJSON_FILE, KML_FILE, SUMMARY_FILE,
+                REPORT_FILE)
 
 
 class SetupError(ValueError):

@@ -1,4 +1,5 @@
-"""The run's closing step: counts, the accounting check, ``summary.json`` and ``report.html``.
+"""The run's closing step: counts, the accounting check, the map files, ``summary.json``
+and ``report.html``.
 
 Counts are computed inside the pipeline and handed to one final DoFn as side inputs, so the
 summary is written the same way on every runner, after the sinks have renamed their files
@@ -29,6 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from crackscan.decode import decode_rgb
 from crackscan.model_card import join
 from crackscan.sources import read_uri
+from pipeline import geo
 from pipeline.records import PREDICTION_FIELDS, STAGES, ScoredImage, tile_rows
 from pipeline.run_config import RunConfig
 from pipeline.run_status import REPORT_FILE, SUMMARY_FILE
@@ -133,7 +135,7 @@ class WriteSummaryFn(beam.DoFn):
         self._facts = facts
 
     def summary(self, counts: dict[str, int], files: list[str], written: dict[str, int],
-                problems: list[str]) -> dict[str, Any]:
+                problems: list[str], geotagged: int) -> dict[str, Any]:
         facts = self._facts
         finished = time.time()
         wall_seconds = finished - facts.started
@@ -142,6 +144,8 @@ class WriteSummaryFn(beam.DoFn):
         positive = counts.get("positive", 0)
         outputs: dict[str, Any] = {kind: sorted(path for path in files if posixpath.basename(
             path).startswith(kind + "-")) for kind in OUTPUT_KINDS}
+        outputs["geojson"] = join(facts.output, geo.GEOJSON_FILE)
+        outputs["kml"] = join(facts.output, geo.KML_FILE)
         outputs["summary"] = join(facts.output, SUMMARY_FILE)
         outputs["report"] = join(facts.output, REPORT_FILE)
         return {
@@ -153,6 +157,7 @@ class WriteSummaryFn(beam.DoFn):
             "positive": positive,
             "crack_rate": positive / scored if scored else 0.0,
             "tiles": counts.get("tiles", 0),
+            "geotagged": geotagged,
             "accounting_ok": not problems,
             "accounting": {
                 "in_pipeline": {"seen": seen, "scored": scored, "failed": failed,
@@ -179,15 +184,20 @@ class WriteSummaryFn(beam.DoFn):
 
     def process(self, _: Any, counts: dict[str, int], top: list[dict[str, Any]],
                 errors: list[dict[str, str]], files: list[str],
-                duplicates: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
+                duplicates: Iterable[str] = (), points: Iterable[dict[str, Any]] = ()
+                ) -> Iterator[dict[str, Any]]:
         written = rows_in_files(self._facts.output)
         problems = accounting_problems(counts, written, self._facts.write_tiles, duplicates)
-        summary = self.summary(counts, files, written, problems)
+        points = list(points)
+        summary = self.summary(counts, files, written, problems, len(points))
+        write_atomically(summary["outputs"]["geojson"], geo.geojson(points).encode())
+        write_atomically(summary["outputs"]["kml"], geo.kml(
+            points, self._facts.spec.positive_class).encode())
         write_atomically(summary["outputs"]["summary"],
                          json.dumps(summary, indent=2).encode() + b"\n")
         errors = sorted(errors, key=lambda row: (row["stage"], row["uri"]))
         write_atomically(summary["outputs"]["report"],
-                         render_report(summary, top, errors).encode())
+                         render_report(summary, top, errors, points).encode())
         logging.info("seen %d = scored %d (reused %d) + failed %d; in the files: %s; "
                      "positive %d; %.1f images/s", summary["seen"], summary["scored"],
                      summary["reused"], summary["failed"], written, summary["positive"],
@@ -265,6 +275,8 @@ class Summarize(beam.PTransform):
                | "EachTop" >> beam.FlatMap(lambda images: images)
                | "Thumbnail" >> beam.ParDo(ThumbnailFn(facts.spec.threshold,
                                                        facts.max_pixels)))
+        points = (pcolls["predictions"]
+                  | "MapPoints" >> beam.FlatMap(lambda image: geo.point_of(image.row)))
         return (pcolls["predictions"].pipeline
                 | "Once" >> beam.Create([None])
                 | "Write" >> beam.ParDo(WriteSummaryFn(facts),
@@ -272,4 +284,5 @@ class Summarize(beam.PTransform):
                                         top=beam.pvalue.AsList(top),
                                         errors=beam.pvalue.AsList(shown_errors),
                                         files=beam.pvalue.AsList(pcolls["files"]),
-                                        duplicates=beam.pvalue.AsList(named)))
+                                        duplicates=beam.pvalue.AsList(named),
+                                        points=beam.pvalue.AsList(points)))
