@@ -31,3 +31,7 @@ class RunConfig:
     litert_threads: int = 1
     output_format: str = "csv"
     bigquery_table: TableSpec | None = None
+    # --export-review: where the tiles to label go (None: not exported), and how many of
+    # one photo's tiles at most.
+    export_review: str | None = None
+    review_per_photo: int = 8

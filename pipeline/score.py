@@ -34,6 +34,7 @@ from pipeline.reading import ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPre
 from pipeline.records import ScoredImage, tile_rows
 from pipeline.regroup import SCORED, RegroupByImage
 from pipeline.regroup import ERRORS as INFERENCE_ERRORS
+from pipeline.review_export import DEFAULT_PER_PHOTO, ExportReview, existing_export
 from pipeline.bigquery_sink import WriteBigQuery, table_spec
 from pipeline.geo import GEOJSON_FILE, KML_FILE
 from pipeline.dry_run import dataflow_problems, is_dataflow, job_plan
@@ -119,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "(partitioned by day of scored_at) and the errors to "
                              "TABLE_errors; both are created when missing (default: none, "
                              "files only)")
+    parser.add_argument("--export-review", metavar="DIR",
+                        help="also write the tiles worth labelling (every tile at the "
+                             "threshold of a Positive photo, then those nearest the "
+                             "threshold) as DIR/unsorted/*.png with DIR/review.csv; sorted "
+                             "into DIR/Positive/ and DIR/Negative/, DIR is a source for "
+                             "training.build_dataset (default: none)")
+    parser.add_argument("--review-per-photo", type=_positive_int, default=DEFAULT_PER_PHOTO,
+                        metavar="N", help="most tiles of one photo --export-review writes "
+                                          f"(default: {DEFAULT_PER_PHOTO})")
     parser.add_argument("--dry-run", action="store_true",
                         help="check the model, inputs, output and (for DataflowRunner) the "
                              "Dataflow options, print the job as JSON, and submit nothing")
@@ -185,6 +195,10 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
         raise SetupError(f"{args.output} already holds the output of a run ({earlier[0]}, ...): "
                          f"choose another --output, or pass this one as --skip-scored to a "
                          f"new output to reuse its scores")
+    exported = existing_export(args.export_review) if args.export_review else None
+    if exported:
+        raise SetupError(f"--export-review {args.export_review} already holds an export "
+                         f"({exported}); choose another folder")
     reuse_from = args.skip_scored
     unfinished = unfinished_run_reason(reuse_from) if reuse_from else None
     if unfinished:
@@ -198,7 +212,9 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
                      reuse_from=reuse_from, write_tiles=args.write_tiles, runtime=runtime,
                      batch_size=args.batch_size or DEFAULT_BATCH_SIZES[runtime],
                      litert_threads=litert_threads(args, options),
-                     output_format=args.format, bigquery_table=args.bigquery_table)
+                     output_format=args.format, bigquery_table=args.bigquery_table,
+                     export_review=args.export_review,
+                     review_per_photo=args.review_per_photo)
 
 
 def build(pipeline: beam.Pipeline, facts: RunConfig) -> None:
@@ -232,6 +248,10 @@ def build(pipeline: beam.Pipeline, facts: RunConfig) -> None:
         files.append(assembled[SCORED]
                      | "TileRows" >> beam.FlatMap(tile_rows)
                      | "WriteTiles" >> WriteJsonLines(facts.output, "tiles"))
+    if facts.export_review:
+        files.append(assembled[SCORED] | "ExportReview" >> ExportReview(
+            facts.export_review, spec.positive_class, facts.review_per_photo,
+            facts.max_pixels))
     _ = ({"images": read[IMAGES], "reused": read[REUSED], "read_errors": read[ERRORS],
           "predictions": predictions, "errors": errors,
           "files": files | "OutputFiles" >> beam.Flatten()}
@@ -248,7 +268,8 @@ def dry_run(args: argparse.Namespace, options: PipelineOptions) -> dict[str, Any
     """The job that would be submitted, after the checks a launch would fail on later."""
     if is_dataflow(options):
         paths = {"--input": args.input, "--model": [args.model], "--output": [args.output],
-                 "--skip-scored": [args.skip_scored] if args.skip_scored else []}
+                 "--skip-scored": [args.skip_scored] if args.skip_scored else [],
+                 "--export-review": [args.export_review] if args.export_review else []}
         problems = dataflow_problems(options, paths)
         if problems:
             raise SetupError("cannot launch on Dataflow:\n  " + "\n  ".join(problems))

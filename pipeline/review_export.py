@@ -1,0 +1,228 @@
+"""Tiles a person should label, written where the dataset builder takes them back.
+
+``--export-review DIR`` writes, for every scored photo, the tiles whose labels would teach
+the model most, as PNG files a person sorts by eye:
+
+    DIR/review.csv            one row per tile written (``REVIEW_FIELDS``)
+    DIR/unsorted/NAME.png     the tile's pixels
+
+Moving each PNG into ``DIR/Positive/`` or ``DIR/Negative/`` makes DIR a class-folder source:
+``crackscan-build-dataset --source DIR`` takes it as it is. ``review.csv`` and anything left
+in ``unsorted/`` sit outside the class folders, so the builder lists them as skipped ("not
+inside a class folder") and builds from the sorted tiles; a tile forgotten in ``unsorted/``
+shows up there by name.
+
+Which tiles (:func:`review_tiles`): on a Positive photo, every tile at or above the threshold,
+highest first, because a flag is what an inspector acts on and the tiles it rests on (the
+photo rule's top ``tiles_needed``) are either its proof or the hard negatives training lacks;
+then, on every photo, the tiles nearest the threshold on either side, where the model is
+least sure. ``--review-per-photo`` caps the tiles of one photo (default 8: a verdict rests on
+at most 5 tiles, so 8 holds them and a few borderline ones). It is a flag because photos
+differ by orders of magnitude: a lab patch is one tile, a drone photo hundreds.
+
+Pixels: the tile's box of the photo as decoded for scoring, at the photo's own resolution.
+Where the photo was smaller than a tile the scorer scaled it up first; the box (in original
+pixels) is exported, not the scaled canvas: the label belongs to what the camera took, the
+model's own resizing layer scales a class-folder image up in training as the scorer did
+when scoring, and the scaled copy would store up to 16 times the pixels with one
+interpolation baked in.
+
+Photos are read again by uri with :func:`crackscan.sources.read_items`, the reader behind
+:func:`crackscan.sources.read_uri` (which the report's thumbnails use), and decoded with
+:func:`crackscan.decode.decode_rgb` as scoring did. The photos of one archive are grouped
+and read in one pass over it: ``read_uri`` per member would inflate every member before it
+each time, quadratic in the archive's size. A photo that cannot be read, decoded or written
+is counted (``review_photos_failed``) and logged with its uri and reason; it never fails the
+run, whose predictions are already complete without it.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import posixpath
+import re
+from typing import Any, Iterable, Iterator
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from PIL import Image
+
+from crackscan.decode import decode_rgb
+from crackscan.model_card import join
+from crackscan.sources import is_archive, read_items, read_uri, split_uri
+from pipeline.records import ScoredImage, TileScore
+from pipeline.summary import write_atomically
+
+REVIEW_FILE = "review.csv"
+UNSORTED = "unsorted"
+DEFAULT_PER_PHOTO = 8
+REVIEW_FIELDS = ("file", "uri", "tile", "x0", "y0", "x1", "y1", "crack_probability",
+                 "threshold", "label", "latitude", "longitude")
+# Bits of sha256(uri, tile) in a file name: what makes names unique; the stem before it
+# is only there for people.
+NAME_DIGEST_HEX = 16
+STEM_CHARACTERS = 40
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def review_tiles(image: ScoredImage, positive_class: str, per_photo: int
+                 ) -> tuple[TileScore, ...]:
+    """The photo's tiles worth a person's look, most telling first, at most ``per_photo``."""
+    threshold = image.row["threshold"]
+    flagged = image.row["label"] == positive_class
+
+    def priority(tile: TileScore) -> tuple[int, float, int]:
+        if flagged and tile.crack_probability >= threshold:
+            return 0, -tile.crack_probability, tile.tile
+        return 1, abs(tile.crack_probability - threshold), tile.tile
+
+    return tuple(sorted(image.tiles, key=priority)[:per_photo])
+
+
+def tile_file_name(uri: str, tile: int) -> str:
+    """A name no other (uri, tile) gets, safe on any file system and in any shell.
+
+    Uniqueness comes from the hash of the uri and tile index: stems repeat across folders
+    and archives (``a.zip!x.jpg``, ``b.zip!x.jpg``). The stem is the photo's own name with
+    everything but ASCII letters, digits, ``_`` and ``-`` replaced, so a person sorting the
+    files still sees which photo a tile came from."""
+    digest = hashlib.sha256(f"{uri}\n{tile}".encode()).hexdigest()[:NAME_DIGEST_HEX]
+    try:
+        path, member, _ = split_uri(uri)
+        name = posixpath.basename(member if member is not None else path)
+    except ValueError:  # not a crackscan uri: the hash alone still names it uniquely
+        name = ""
+    stem = _UNSAFE.sub("-", posixpath.splitext(name)[0]).strip("-")[:STEM_CHARACTERS]
+    return f"{stem or 'photo'}_t{tile}_{digest}.png"
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def csv_line(values: Iterable[Any]) -> str:
+    """One CSV record without its line end; ``None`` (no GPS) is an empty field. The
+    terminator is the usual one, cut off after, so a field holding a line break is quoted."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue()[:-2]
+
+
+def existing_export(directory: str) -> str | None:
+    """A file of an earlier export in ``directory``, which a new one would mix with."""
+    for pattern in (join(directory, REVIEW_FILE), join(directory, f"{UNSORTED}/*")):
+        try:
+            matched = FileSystems.match([pattern])[0].metadata_list
+        except Exception:  # Beam raises BeamIOError when a pattern matches nothing.
+            matched = []
+        if matched:
+            return matched[0].path
+    return None
+
+
+def _container(image: ScoredImage) -> tuple[str, ScoredImage]:
+    """The file a photo is read from: itself, or the archive holding it."""
+    uri = image.row["uri"]
+    try:
+        return split_uri(uri)[0], image
+    except ValueError:  # not a crackscan uri: reading it fails, and is reported, alone
+        return uri, image
+
+
+def _photo_bytes(container: str, uris: set[str]) -> Iterator[tuple[str, bytes | Exception]]:
+    """Each wanted uri of one file or archive with its bytes, or why they cannot be read."""
+    if not is_archive(container):
+        for uri in sorted(uris):
+            try:
+                yield uri, read_uri(uri)
+            except Exception as exc:
+                yield uri, exc
+        return
+    pending = set(uris)
+    try:
+        for item in read_items(container):
+            if item.uri in pending:
+                pending.discard(item.uri)
+                yield item.uri, (item.data if item.data is not None
+                                 else OSError(f"unreadable: {item.error}"))
+                if not pending:
+                    return
+    except Exception as exc:
+        for uri in sorted(pending):
+            yield uri, OSError(f"archive {container} unreadable: {type(exc).__name__}: {exc}")
+        return
+    for uri in sorted(pending):
+        yield uri, FileNotFoundError(f"no longer in {container}")
+
+
+class WriteReviewTilesFn(beam.DoFn):
+    """``(container, [ScoredImage with its chosen tiles])`` to one ``review.csv`` line per
+    PNG written under ``DIR/unsorted/``; a photo that fails is counted and logged."""
+
+    def __init__(self, directory: str, max_pixels: int) -> None:
+        self._directory = directory
+        self._max_pixels = max_pixels
+        self._written = Metrics.counter("crackscan", "review_tiles_written")
+        self._failed = Metrics.counter("crackscan", "review_photos_failed")
+
+    def process(self, grouped: tuple[str, Iterable[ScoredImage]]) -> Iterator[str]:
+        container, images = grouped
+        by_uri = {image.row["uri"]: image for image in images}
+        for uri, data in _photo_bytes(container, set(by_uri)):
+            image, lines = by_uri[uri], []
+            try:
+                if isinstance(data, Exception):
+                    raise data
+                rgb = decode_rgb(data, self._max_pixels)
+                for tile in image.tiles:
+                    lines.append(self._write(image.row, tile, rgb))
+            except Exception as exc:  # One photo's tiles must not cost the run.
+                self._failed.inc()
+                logging.warning("review export: %s: %s: %s (%d of its %d tiles written)",
+                                uri, type(exc).__name__, exc, len(lines), len(image.tiles))
+            # The rows of the tiles written before a failure, so review.csv matches the files.
+            self._written.inc(len(lines))
+            yield from lines
+
+    def _write(self, row: dict[str, Any], tile: TileScore, rgb: np.ndarray) -> str:
+        """Writes one tile's PNG; returns its review.csv line."""
+        x0, y0, x1, y1 = tile.box
+        name = tile_file_name(row["uri"], tile.tile)
+        write_atomically(join(self._directory, f"{UNSORTED}/{name}"),
+                         png_bytes(rgb[y0:y1, x0:x1]))
+        return csv_line([name, row["uri"], tile.tile, x0, y0, x1, y1, tile.crack_probability,
+                         row["threshold"], row["label"], row.get("latitude"),
+                         row.get("longitude")])
+
+
+class ExportReview(beam.PTransform):
+    """Scored images to ``DIR/unsorted/*.png`` and ``DIR/review.csv``; outputs the csv's
+    name, so whoever waits for it (the summary) waits for every tile too."""
+
+    def __init__(self, directory: str, positive_class: str, per_photo: int,
+                 max_pixels: int) -> None:
+        super().__init__()
+        self._directory = directory
+        self._positive_class = positive_class
+        self._per_photo = per_photo
+        self._max_pixels = max_pixels
+
+    def expand(self, scored: beam.PCollection) -> beam.PCollection:
+        positive_class, per_photo = self._positive_class, self._per_photo
+        return (scored
+                | "ChooseTiles" >> beam.Map(lambda image: ScoredImage(
+                    image.row, review_tiles(image, positive_class, per_photo)))
+                | "SomeTiles" >> beam.Filter(lambda image: bool(image.tiles))
+                | "ByContainer" >> beam.Map(_container)
+                | "GroupByContainer" >> beam.GroupByKey()
+                | "WriteTiles" >> beam.ParDo(WriteReviewTilesFn(self._directory,
+                                                                self._max_pixels))
+                | "WriteCsv" >> beam.io.WriteToText(
+                    join(self._directory, REVIEW_FILE), num_shards=1,
+                    shard_name_template="", header=",".join(REVIEW_FIELDS)))
