@@ -47,6 +47,8 @@ setup(
         "ai-edge-litert>=2.0,<3",
         "numpy>=1.26",
         "pillow>=10.3",
+        # HEIC/HEIF, what newer drones and phones write, opened through Pillow.
+        "pillow-heif>=1.0,<2",
         "google-cloud-storage>=2.16",
         "matplotlib>=3.8",
         "tqdm>=4.66",

@@ -1,25 +1,33 @@
 """Defensive image decoding: bytes in, an RGB uint8 array (or a reason why not) out.
 
 Drone archives contain everything: zero-byte uploads, truncated JPEGs, text files named
-``.jpg``, 16-bit TIFFs, CMYK scans, rotated phone photos and the occasional decompression
-bomb. Every failure becomes a :class:`DecodeError` whose message says what is wrong, so the
-caller can dead-letter the input with that reason. The same function prepares images for
-the dataset builder and for scoring, so a model sees identical pixels in both.
+``.jpg``, 16-bit TIFFs, CMYK scans, rotated phone photos, HEIC from newer drones, DNG raws
+and the occasional decompression bomb. Every failure becomes a :class:`DecodeError` whose
+message says what is wrong, so the caller can dead-letter the input with that reason. The
+same function prepares images for the dataset builder and for scoring, so a model sees
+identical pixels in both.
 """
 from __future__ import annotations
 
 import io
 import warnings
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
+
+from crackscan.photo_metadata import PhotoMetadata, read_metadata
 
 # 120 megapixels: above any drone or DSLR sensor in use, below what exhausts a worker.
 DEFAULT_MAX_PIXELS = 120_000_000
 # Names that sampling for checks and benchmarks takes for images; scoring itself tries every
 # file, whatever its name.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".heic", ".heif")
+RAW_SUFFIX = ".dng"
+# TIFF tag DNGVersion: a DNG is a TIFF whose first directory is a small preview, whatever
+# the file is called.
+DNG_VERSION_TAG = 50706
 
 # Modes whose values are rescaled here, not by Pillow: 16-bit, 32-bit integer, float.
 WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
@@ -29,16 +37,36 @@ BAND_PIXELS = 1 << 20
 # Our own limit is checked explicitly below; Pillow's global guard would otherwise warn or
 # raise with a message that names neither the file nor the limit the user can change.
 Image.MAX_IMAGE_PIXELS = None
+# DJI, Apple and Samsung cameras write HEIC; Pillow reads it through this plugin.
+register_heif_opener()
 
 
 class DecodeError(ValueError):
     """The bytes are not an image this project can score; the message says why."""
 
 
-def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Parse the header only, refusing empty, unknown and oversized inputs before decoding."""
+class DecodedPhoto(NamedTuple):
+    rgb: np.ndarray
+    metadata: PhotoMetadata
+
+
+def _raw_refusal(name: str | None) -> DecodeError:
+    """Pillow opens a DNG as a TIFF and decodes its embedded preview: a verdict on a
+    thumbnail would pass for a verdict on the photo, so raws are refused outright."""
+    return DecodeError(f"{name or 'this file'} is a DNG raw photo: DNG raw is not decoded "
+                       f"(only its embedded preview could be); convert it to TIFF or JPEG "
+                       f"and score that")
+
+
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+               name: str | None = None) -> Image.Image:
+    """Parse the header only, refusing empty, unknown, raw and oversized inputs before
+    decoding. ``name`` (the file's name or uri, where known) also refuses a ``.dng`` that
+    Pillow cannot open, and is named in that refusal."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
+    if name is not None and name.lower().endswith(RAW_SUFFIX):
+        raise _raw_refusal(name)
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -46,6 +74,8 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
                           f"starts {data[:8]!r})") from None
     except Exception as exc:
         raise DecodeError(f"unreadable image header: {type(exc).__name__}: {exc}") from None
+    if image.format == "TIFF" and DNG_VERSION_TAG in getattr(image, "tag_v2", {}):
+        raise _raw_refusal(name)
     width, height = image.size
     if width <= 0 or height <= 0:
         raise DecodeError(f"invalid image dimensions {width}x{height}")
@@ -128,6 +158,19 @@ def decode_image(image: Image.Image) -> np.ndarray:
 def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Bytes to an HxWx3 uint8 array, or :class:`DecodeError` with the reason."""
     return decode_image(open_image(data, max_pixels))
+
+
+def decode_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 name: str | None = None) -> DecodedPhoto:
+    """:func:`decode_rgb` plus the photo's metadata, from one opening of the file.
+
+    The metadata is read before the pixels: decoding applies the EXIF rotation in place,
+    which rewrites the EXIF. Reading the metadata never raises: only the pixels can fail
+    the photo.
+    """
+    image = open_image(data, max_pixels, name)
+    metadata = read_metadata(image)
+    return DecodedPhoto(decode_image(image), metadata)
 
 
 def needs_reencoding(image: Image.Image) -> bool:

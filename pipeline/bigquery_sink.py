@@ -4,6 +4,13 @@ The schema is derived from the CSV columns in ``pipeline.records`` (so a new col
 reach the files but not the table), typed as the CSV reader types them, with ``scored_at``
 as a TIMESTAMP. The predictions table is partitioned by day of ``scored_at``: the nightly
 dashboards read one night at a time and pay only for that partition.
+
+The photo metadata columns (position, capture time, camera, gimbal) are NULLABLE: a photo
+has them only when its camera wrote them. ``captured_at`` is a STRING, not a TIMESTAMP:
+cameras often record the local time without its UTC offset, and BigQuery would read such a
+time as UTC, moving the flight by hours; the ISO 8601 text keeps what the camera wrote.
+A table created before these columns existed gains them at the next load
+(``ALLOW_FIELD_ADDITION``) instead of refusing it.
 """
 from __future__ import annotations
 
@@ -13,11 +20,12 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 
-from pipeline.records import FLOAT_FIELDS, INT_FIELDS, PREDICTION_FIELDS
+from pipeline.records import FLOAT_FIELDS, INT_FIELDS, OPTIONAL_FIELDS, PREDICTION_FIELDS
 
 ERROR_FIELDS = ("uri", "stage", "error")
 ERRORS_SUFFIX = "_errors"
 TIME_PARTITIONING = {"type": "DAY", "field": "scored_at"}
+SCHEMA_UPDATE_OPTIONS = ["ALLOW_FIELD_ADDITION"]
 # PROJECT:DATASET.TABLE; project ids may carry a domain prefix (example.com:my-project).
 TABLE_SPEC = re.compile(r"^(?P<project>(?:[a-z][-a-z0-9.]*:)?[a-z][-a-z0-9]{4,28}[a-z0-9]):"
                         r"(?P<dataset>[A-Za-z0-9_]{1,1024})\.(?P<table>[A-Za-z0-9_-]{1,1000})$")
@@ -53,14 +61,17 @@ def _column_type(field: str) -> str:
     return "TIMESTAMP" if field == "scored_at" else "STRING"
 
 
-def _schema(columns: dict[str, str]) -> dict[str, Any]:
-    return {"fields": [{"name": name, "type": kind, "mode": "REQUIRED"}
+def _schema(columns: dict[str, str], nullable: frozenset[str] = frozenset()
+            ) -> dict[str, Any]:
+    return {"fields": [{"name": name, "type": kind,
+                        "mode": "NULLABLE" if name in nullable else "REQUIRED"}
                        for name, kind in columns.items()]}
 
 
 def prediction_schema() -> dict[str, Any]:
     """BigQuery's JSON form of the predictions schema (what Beam and the REST API take)."""
-    return _schema({field: _column_type(field) for field in PREDICTION_FIELDS})
+    return _schema({field: _column_type(field) for field in PREDICTION_FIELDS},
+                   OPTIONAL_FIELDS)
 
 
 def error_schema() -> dict[str, Any]:
@@ -100,7 +111,8 @@ class WriteBigQuery(beam.PTransform):
                             | "Predictions" >> beam.io.WriteToBigQuery(
                                 str(self._table), schema=prediction_schema(),
                                 additional_bq_parameters={
-                                    "timePartitioning": TIME_PARTITIONING},
+                                    "timePartitioning": TIME_PARTITIONING,
+                                    "schemaUpdateOptions": SCHEMA_UPDATE_OPTIONS},
                                 **common)),
             "errors": (pcolls["errors"]
                        | "ErrorColumns" >> beam.Map(error_columns)

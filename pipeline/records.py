@@ -11,9 +11,17 @@ import json
 import posixpath
 from typing import Any, Iterator, NamedTuple
 
+from crackscan.photo_metadata import COLUMNS as METADATA_FIELDS
+from crackscan.photo_metadata import TEXT_COLUMNS, PhotoMetadata
+
 PREDICTION_FIELDS = ("uri", "label", "crack_probability", "threshold", "width", "height",
-                     "tiles", "positive_tiles", "model_version", "scored_at", "sha256")
-FLOAT_FIELDS = frozenset({"crack_probability", "threshold"})
+                     "tiles", "positive_tiles", "model_version", "scored_at", "sha256",
+                     *METADATA_FIELDS)
+# Where and when a photo was taken is known only when its camera wrote it, and rows written
+# before these columns existed lack them: None in JSON lines, an empty cell in CSV.
+OPTIONAL_FIELDS = frozenset(METADATA_FIELDS)
+FLOAT_FIELDS = frozenset({"crack_probability", "threshold",
+                          *(OPTIONAL_FIELDS - TEXT_COLUMNS)})
 INT_FIELDS = frozenset({"width", "height", "tiles", "positive_tiles"})
 # Finer than any threshold, and short enough that rows can be compared across runs and
 # runners: float32 noise from different batch compositions sits far below the sixth decimal.
@@ -37,6 +45,7 @@ class ImageInfo(NamedTuple):
     width: int
     height: int
     tiles: int
+    metadata: PhotoMetadata = PhotoMetadata()
 
 
 class TileKey(NamedTuple):
@@ -100,8 +109,10 @@ def csv_line(row: dict[str, Any]) -> str:
 def _typed(row: dict[str, Any]) -> dict[str, Any]:
     typed = {}
     for field in PREDICTION_FIELDS:
-        value = row[field]
-        if field in FLOAT_FIELDS:
+        value = row.get(field) if field in OPTIONAL_FIELDS else row[field]
+        if field in OPTIONAL_FIELDS and value in (None, ""):
+            value = None
+        elif field in FLOAT_FIELDS:
             value = float(value)
         elif field in INT_FIELDS:
             value = int(value)
@@ -110,7 +121,8 @@ def _typed(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_predictions(path: str, text: str) -> Iterator[dict[str, Any]]:
-    """Rows of a ``predictions-*`` file written by either ``--format``, with their types."""
+    """Rows of a ``predictions-*`` file written by either ``--format``, with their types;
+    a file written before the metadata columns existed gives None in them."""
     if posixpath.basename(path).endswith(".jsonl"):
         # Lines end at "\n" only: ``splitlines`` would also cut at U+2028 and other
         # separators that JSON leaves unescaped inside strings.

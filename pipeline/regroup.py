@@ -70,6 +70,7 @@ class AssembleImageFn(beam.DoFn):
             "model_version": self._spec.version,
             "scored_at": utc_now(),
             "sha256": info.sha256,
+            **info.metadata.columns(),
         }
         yield ScoredImage(row, tuple(scores))
 

@@ -5,9 +5,11 @@ that size would turn a hairline crack into nothing. So large photos are scored t
 at their own resolution, with overlapping tiles (a crack on one tile's border lies well
 inside its neighbour), and small photos are scored whole. Tiles are emitted one at a time
 so a worker holds the decoded photo plus the tiles of one model batch, never all of them.
+The photo's position, time and camera are read from the same opening of the file.
 """
 from __future__ import annotations
 
+import logging
 from typing import Iterator
 
 import apache_beam as beam
@@ -15,7 +17,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from crackscan.decode import DecodeError, decode_rgb
+from crackscan.decode import DecodeError, decode_photo
 from crackscan.tiles import TilingError, plan_tiles
 from pipeline.records import ImageInfo, SourceImage, TileKey, error_row
 
@@ -27,6 +29,8 @@ class DecodeAndTileFn(beam.DoFn):
 
     The info leaves before the first tile and only once every step that can fail for this
     image has passed, so an image has either an info and all its tiles, or one error row.
+    Metadata that cannot be trusted is left out of the info, counted and logged, never a
+    reason to fail the image.
     """
 
     def __init__(self, tile_size: int, stride: int, max_pixels: int) -> None:
@@ -36,15 +40,19 @@ class DecodeAndTileFn(beam.DoFn):
         self._tiles = Metrics.counter("crackscan", "tiles")
         self._decode_failed = Metrics.counter("crackscan", "failed_decode")
         self._tile_failed = Metrics.counter("crackscan", "failed_tile")
+        self._metadata_warnings = Metrics.counter("crackscan", "metadata_warnings")
 
     def process(self, image: SourceImage
                 ) -> Iterator[tuple[TileKey, np.ndarray] | TaggedOutput]:
         try:
-            rgb = decode_rgb(image.data, self._max_pixels)
+            rgb, metadata = decode_photo(image.data, self._max_pixels, image.uri)
         except DecodeError as exc:
             self._decode_failed.inc()
             yield TaggedOutput(ERRORS, error_row(image.uri, "decode", str(exc)))
             return
+        for warning in metadata.warnings:
+            self._metadata_warnings.inc()
+            logging.warning("%s: photo metadata left out: %s", image.uri, warning)
         height, width = rgb.shape[:2]
         try:
             plan = plan_tiles(width, height, self._tile_size, self._stride, self._max_pixels)
@@ -55,7 +63,8 @@ class DecodeAndTileFn(beam.DoFn):
             yield TaggedOutput(ERRORS, error_row(image.uri, "tile", message))
             return
         del rgb  # When the canvas is a resized copy, the original can go while tiles stream.
-        yield TaggedOutput(INFOS, ImageInfo(image.uri, image.sha256, width, height, plan.count))
+        yield TaggedOutput(INFOS, ImageInfo(image.uri, image.sha256, width, height, plan.count,
+                                            metadata))
         for index, box, pixels in plan.tiles(canvas):
             self._tiles.inc()
             yield TileKey(image.uri, index, box, plan.count), pixels

@@ -94,11 +94,17 @@ def test_pipeline_rows_and_schema_load_into_bigquery_and_read_back_equal(
     bigquery_client.create_dataset(table.dataset)
     created = create_table(bigquery_client, table, prediction_schema(), TIME_PARTITIONING)
     create_table(bigquery_client, table.errors, error_schema())
-    assert [(f.name, f.field_type) for f in bigquery_client.get_table(created).schema] == [
-        ("uri", "STRING"), ("label", "STRING"), ("crack_probability", "FLOAT"),
-        ("threshold", "FLOAT"), ("width", "INTEGER"), ("height", "INTEGER"),
-        ("tiles", "INTEGER"), ("positive_tiles", "INTEGER"), ("model_version", "STRING"),
-        ("scored_at", "TIMESTAMP"), ("sha256", "STRING")]
+    assert [(f.name, f.field_type, f.mode)
+            for f in bigquery_client.get_table(created).schema] == [
+        *((name, kind, "REQUIRED") for name, kind in (
+            ("uri", "STRING"), ("label", "STRING"), ("crack_probability", "FLOAT"),
+            ("threshold", "FLOAT"), ("width", "INTEGER"), ("height", "INTEGER"),
+            ("tiles", "INTEGER"), ("positive_tiles", "INTEGER"), ("model_version", "STRING"),
+            ("scored_at", "TIMESTAMP"), ("sha256", "STRING"))),
+        *((name, kind, "NULLABLE") for name, kind in (
+            ("latitude", "FLOAT"), ("longitude", "FLOAT"), ("altitude_m", "FLOAT"),
+            ("captured_at", "STRING"), ("camera_make", "STRING"), ("camera_model", "STRING"),
+            ("gimbal_yaw_deg", "FLOAT"), ("gimbal_pitch_deg", "FLOAT")))]
     partitioning = bigquery_client.get_table(created).time_partitioning
     assert (partitioning.type_, partitioning.field) == ("DAY", "scored_at")
 

@@ -350,7 +350,8 @@ def test_skip_scored_carries_earlier_rows_and_scores_only_new_content(
     assert summary["tiles"] == 3, "only the new content was tiled and scored"
     rows = read_predictions(second)
     for path in first_inputs:
-        carried = {key: str(value) for key, value in earlier[str(path)].items()}
+        carried = {key: "" if value is None else str(value)
+                   for key, value in earlier[str(path)].items()}
         assert rows[str(path)] == carried
     assert rows[str(renamed)] == {**rows[str(first_inputs[0])], "uri": str(renamed)}
     for path in new_inputs:
