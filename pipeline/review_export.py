@@ -4,13 +4,17 @@
 the model most, as PNG files a person sorts by eye:
 
     DIR/review.csv            one row per tile written (``REVIEW_FIELDS``)
+    DIR/manifest.csv          ``name,group``: each tile's file stem and its photo's sha256
     DIR/unsorted/NAME.png     the tile's pixels
 
 Moving each PNG into ``DIR/Positive/`` or ``DIR/Negative/`` makes DIR a class-folder source:
-``crackscan-build-dataset --source DIR`` takes it as it is. ``review.csv`` and anything left
+``crackscan-build-dataset --source DIR`` takes it as it is. The two CSVs and anything left
 in ``unsorted/`` sit outside the class folders, so the builder lists them as skipped ("not
 inside a class folder") and builds from the sorted tiles; a tile forgotten in ``unsorted/``
-shows up there by name.
+shows up there by name. ``manifest.csv`` is the builder's own grouping file: the tiles of
+one photo overlap (by 1/4 tile at the default stride, by all but a few pixels on a photo
+just over a tile), the near-copy hash joins only some of them, and a tile in train beside
+its neighbour in test would measure memory; one group per photo keeps them in one split.
 
 Which tiles (:func:`review_tiles`): on a Positive photo, every tile at or above the threshold,
 highest first, because a flag is what an inspector acts on and the tiles it rests on (the
@@ -23,8 +27,8 @@ differ by orders of magnitude: a lab patch is one tile, a drone photo hundreds.
 Pixels: the tile's box of the photo as decoded for scoring, at the photo's own resolution.
 Where the photo was smaller than a tile the scorer scaled it up first; the box (in original
 pixels) is exported, not the scaled canvas: the label belongs to what the camera took, the
-model's own resizing layer scales a class-folder image up in training as the scorer did
-when scoring, and the scaled copy would store up to 16 times the pixels with one
+model's own resizing layer scales a class-folder image up in training as the scorer scaled
+it (up to interpolation), and the scaled copy would store up to 16 times the pixels with one
 interpolation baked in.
 
 Photos are read again by uri with :func:`crackscan.sources.read_items`, the reader behind
@@ -33,7 +37,8 @@ Photos are read again by uri with :func:`crackscan.sources.read_items`, the read
 and read in one pass over it: ``read_uri`` per member would inflate every member before it
 each time, quadratic in the archive's size. A photo that cannot be read, decoded or written
 is counted (``review_photos_failed``) and logged with its uri and reason; it never fails the
-run, whose predictions are already complete without it.
+run, whose predictions are already complete without it. Photos carried over by
+``--skip-scored`` have no tile scores in this run, so none of their tiles are exported.
 """
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
 from PIL import Image
 
 from crackscan.decode import decode_rgb
@@ -58,12 +64,15 @@ from pipeline.records import ScoredImage, TileScore
 from pipeline.summary import write_atomically
 
 REVIEW_FILE = "review.csv"
+# training.build_dataset reads a source's groups from this file and these columns.
+GROUPS_FILE = "manifest.csv"
+GROUP_FIELDS = ("name", "group")
 UNSORTED = "unsorted"
 DEFAULT_PER_PHOTO = 8
 REVIEW_FIELDS = ("file", "uri", "tile", "x0", "y0", "x1", "y1", "crack_probability",
                  "threshold", "label", "latitude", "longitude")
-# Bits of sha256(uri, tile) in a file name: what makes names unique; the stem before it
-# is only there for people.
+# Hex digits (64 bits) of sha256(uri, tile) in a file name: what makes names unique; the
+# stem before them is only there for people.
 NAME_DIGEST_HEX = 16
 STEM_CHARACTERS = 40
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -162,8 +171,9 @@ def _photo_bytes(container: str, uris: set[str]) -> Iterator[tuple[str, bytes | 
 
 
 class WriteReviewTilesFn(beam.DoFn):
-    """``(container, [ScoredImage with its chosen tiles])`` to one ``review.csv`` line per
-    PNG written under ``DIR/unsorted/``; a photo that fails is counted and logged."""
+    """``(container, [ScoredImage with its chosen tiles])`` to one ``review.csv`` line, and
+    one ``manifest.csv`` line (tagged ``GROUPS_FILE``), per PNG written under
+    ``DIR/unsorted/``; a photo that fails is counted and logged."""
 
     def __init__(self, directory: str, max_pixels: int) -> None:
         self._directory = directory
@@ -171,7 +181,8 @@ class WriteReviewTilesFn(beam.DoFn):
         self._written = Metrics.counter("crackscan", "review_tiles_written")
         self._failed = Metrics.counter("crackscan", "review_photos_failed")
 
-    def process(self, grouped: tuple[str, Iterable[ScoredImage]]) -> Iterator[str]:
+    def process(self, grouped: tuple[str, Iterable[ScoredImage]]
+                ) -> Iterator[str | TaggedOutput]:
         container, images = grouped
         by_uri = {image.row["uri"]: image for image in images}
         for uri, data in _photo_bytes(container, set(by_uri)):
@@ -188,22 +199,26 @@ class WriteReviewTilesFn(beam.DoFn):
                                 uri, type(exc).__name__, exc, len(lines), len(image.tiles))
             # The rows of the tiles written before a failure, so review.csv matches the files.
             self._written.inc(len(lines))
-            yield from lines
+            for review, group in lines:
+                yield review
+                yield TaggedOutput(GROUPS_FILE, group)
 
-    def _write(self, row: dict[str, Any], tile: TileScore, rgb: np.ndarray) -> str:
-        """Writes one tile's PNG; returns its review.csv line."""
+    def _write(self, row: dict[str, Any], tile: TileScore, rgb: np.ndarray
+               ) -> tuple[str, str]:
+        """Writes one tile's PNG; returns its review.csv and manifest.csv lines."""
         x0, y0, x1, y1 = tile.box
         name = tile_file_name(row["uri"], tile.tile)
         write_atomically(join(self._directory, f"{UNSORTED}/{name}"),
                          png_bytes(rgb[y0:y1, x0:x1]))
-        return csv_line([name, row["uri"], tile.tile, x0, y0, x1, y1, tile.crack_probability,
-                         row["threshold"], row["label"], row.get("latitude"),
-                         row.get("longitude")])
+        return (csv_line([name, row["uri"], tile.tile, x0, y0, x1, y1,
+                          tile.crack_probability, row["threshold"], row["label"],
+                          row.get("latitude"), row.get("longitude")]),
+                csv_line([posixpath.splitext(name)[0], row["sha256"]]))
 
 
 class ExportReview(beam.PTransform):
-    """Scored images to ``DIR/unsorted/*.png`` and ``DIR/review.csv``; outputs the csv's
-    name, so whoever waits for it (the summary) waits for every tile too."""
+    """Scored images to ``DIR/unsorted/*.png``, ``DIR/review.csv`` and ``DIR/manifest.csv``;
+    outputs the CSVs' names, so whoever waits for them (the summary) waits for every tile."""
 
     def __init__(self, directory: str, positive_class: str, per_photo: int,
                  max_pixels: int) -> None:
@@ -215,14 +230,20 @@ class ExportReview(beam.PTransform):
 
     def expand(self, scored: beam.PCollection) -> beam.PCollection:
         positive_class, per_photo = self._positive_class, self._per_photo
-        return (scored
-                | "ChooseTiles" >> beam.Map(lambda image: ScoredImage(
-                    image.row, review_tiles(image, positive_class, per_photo)))
-                | "SomeTiles" >> beam.Filter(lambda image: bool(image.tiles))
-                | "ByContainer" >> beam.Map(_container)
-                | "GroupByContainer" >> beam.GroupByKey()
-                | "WriteTiles" >> beam.ParDo(WriteReviewTilesFn(self._directory,
-                                                                self._max_pixels))
-                | "WriteCsv" >> beam.io.WriteToText(
-                    join(self._directory, REVIEW_FILE), num_shards=1,
-                    shard_name_template="", header=",".join(REVIEW_FIELDS)))
+        lines = (scored
+                 | "ChooseTiles" >> beam.Map(lambda image: ScoredImage(
+                     image.row, review_tiles(image, positive_class, per_photo)))
+                 | "SomeTiles" >> beam.Filter(lambda image: bool(image.tiles))
+                 | "ByContainer" >> beam.Map(_container)
+                 | "GroupByContainer" >> beam.GroupByKey()
+                 | "WriteTiles" >> beam.ParDo(WriteReviewTilesFn(
+                     self._directory, self._max_pixels)).with_outputs(GROUPS_FILE,
+                                                                       main=REVIEW_FILE))
+        return ((lines[REVIEW_FILE] | "WriteReviewCsv" >> self._csv(REVIEW_FILE, REVIEW_FIELDS),
+                 lines[GROUPS_FILE] | "WriteGroupsCsv" >> self._csv(GROUPS_FILE, GROUP_FIELDS))
+                | "ExportFiles" >> beam.Flatten())
+
+    def _csv(self, name: str, fields: tuple[str, ...]) -> beam.io.WriteToText:
+        """One file of exactly that name, header included even when no tile was chosen."""
+        return beam.io.WriteToText(join(self._directory, name), num_shards=1,
+                                   shard_name_template="", header=",".join(fields))

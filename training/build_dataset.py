@@ -133,7 +133,10 @@ def _example(encoded: bytes, fmt: str, label: int, uri: str, source: str,
 
 
 def folder_photos(source: Source, max_pixels: int, errors: list[dict]) -> Iterator[Photo]:
-    """One example per image of a class-folder source, labelled by its folder."""
+    """One example per image of a class-folder source, labelled by its folder; a
+    ``manifest.csv`` may group images by name as for mask sources (tiles exported for review
+    from one photo overlap, and near-copy hashing does not join all of them)."""
+    groups = _manifest_groups(source)
     for item in tqdm(sources.iter_items(source.path), desc=f"reading {source.name}",
                      unit=" files", disable=None, file=sys.stderr):
         label_name = class_of(item.uri)
@@ -151,9 +154,12 @@ def folder_photos(source: Source, max_pixels: int, errors: list[dict]) -> Iterat
             continue
         sha = hashlib.sha256(item.data).hexdigest()
         height, width = rgb.shape[:2]
+        path, member, _ = sources.split_uri(item.uri)
+        stem = _stem(member if member is not None else path)
         yield Photo(item.uri, source.name, sha, near_copies.perceptual_hashes(rgb), [
             _example(encoded, fmt, CLASS_NAMES.index(label_name), item.uri, source.name,
-                     (0, 0, width, height), sha, sha256=sha)])
+                     (0, 0, width, height), sha, sha256=sha)],
+            f"{source.name}/{groups[stem]}" if stem in groups else None)
 
 
 def _manifest_groups(source: Source) -> dict[str, str]:
