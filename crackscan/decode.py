@@ -9,12 +9,13 @@ identical pixels in both.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from typing import Iterator, NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
 from crackscan.photo_metadata import PhotoMetadata, read_metadata
@@ -33,6 +34,17 @@ DNG_VERSION_TAG = 50706
 WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 # Pixels converted at a time from any mode but RGB (see ``_to_rgb``).
 BAND_PIXELS = 1 << 20
+# EXIF orientation -> the rows-and-columns operation that shows the photo upright, as
+# ``ImageOps.exif_transpose`` applies it (2: mirrored, 6: turned 90 degrees clockwise, ...).
+ORIENTATIONS = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
 
 # Our own limit is checked explicitly below; Pillow's global guard would otherwise warn or
 # raise with a message that names neither the file nor the limit the user can change.
@@ -136,16 +148,35 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     return rgb
 
 
-def decode_image(image: Image.Image) -> np.ndarray:
-    """Fully decode an opened image: EXIF orientation applied, HxWx3 uint8."""
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation, 1 (upright) when the EXIF is unreadable or the value unknown."""
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:
+        return 1
+    return orientation if orientation in ORIENTATIONS else 1
+
+
+def _upright(rgb: np.ndarray, orientation: int) -> np.ndarray:
+    """The photo as its camera meant it to be shown.
+
+    Turned here, on the array, rather than by ``ImageOps.exif_transpose``: that rewrites the
+    EXIF after turning, and raises on a malformed value anywhere in it (a GPS latitude
+    written as text), which would lose a good photo to its metadata. Untouched photos are
+    not copied.
+    """
+    if orientation not in ORIENTATIONS:
+        return rgb
+    return np.ascontiguousarray(ORIENTATIONS[orientation](rgb))
+
+
+@contextlib.contextmanager
+def _decoding(image: Image.Image) -> Iterator[None]:
+    """Any failure while decoding the pixels as a :class:`DecodeError` with the reason."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image.load()
-            # In place: otherwise Pillow returns a full copy even when nothing rotates,
-            # an extra 86 MB for a 4800x6000 survey photo.
-            ImageOps.exif_transpose(image, in_place=True)
-            return _to_rgb(image)
+            yield
     except DecodeError:
         raise
     except OSError as exc:
@@ -153,6 +184,13 @@ def decode_image(image: Image.Image) -> np.ndarray:
     except Exception as exc:
         raise DecodeError(f"cannot decode {image.format} image: "
                           f"{type(exc).__name__}: {exc}") from None
+
+
+def decode_image(image: Image.Image) -> np.ndarray:
+    """Fully decode an opened image: EXIF orientation applied, HxWx3 uint8."""
+    with _decoding(image):
+        image.load()
+        return _upright(_to_rgb(image), _orientation(image))
 
 
 def decode_rgb(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -164,11 +202,13 @@ def decode_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                  name: str | None = None) -> DecodedPhoto:
     """:func:`decode_rgb` plus the photo's metadata, from one opening of the file.
 
-    The metadata is read before the pixels: decoding applies the EXIF rotation in place,
-    which rewrites the EXIF. Reading the metadata never raises: only the pixels can fail
-    the photo.
+    The metadata is read once the pixels are loaded: a PNG may keep its EXIF after them,
+    and a photo whose pixels are broken fails for that reason alone. Reading the metadata
+    never raises: only the pixels can fail the photo.
     """
     image = open_image(data, max_pixels, name)
+    with _decoding(image):
+        image.load()
     metadata = read_metadata(image)
     return DecodedPhoto(decode_image(image), metadata)
 

@@ -16,11 +16,12 @@ import struct
 from pathlib import Path
 
 import apache_beam as beam
+import numpy as np
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
-from PIL import ExifTags, Image, TiffImagePlugin
+from PIL import ExifTags, Image, ImageOps, TiffImagePlugin
 
-from crackscan.decode import DecodeError, decode_photo
+from crackscan.decode import DecodeError, decode_photo, decode_rgb
 from crackscan.model_card import ModelCard
 from crackscan.photo_metadata import COLUMNS, PhotoMetadata
 from pipeline.records import PREDICTION_FIELDS, SourceImage, parse_predictions
@@ -117,16 +118,23 @@ def gps_entries(latitude: tuple = (RATIONAL, [(12, 1), (30, 1), (155, 10)])) -> 
             entry(4, RATIONAL, [(45, 1), (0, 1), (125, 100)])]
 
 
-MALFORMED = {
-    "gps_block_string": (raw_exif([entry(GPS_POINTER, ASCII, ["not a directory"])]),
-                         "GPS block (EXIF tag 0x8825) is a str, not a directory"),
-    "gps_latitude_string": (raw_exif([], gps_entries((ASCII, ["12.5"]))),
-                            "GPS latitude '12.5' is not a number (str)"),
-    "gps_latitude_123": (geotagged_exif(latitude=(123, 0, 0)).tobytes(),
-                         "GPS latitude 123 is out of range"),
-    "gps_zero_denominator": (raw_exif([], gps_entries(
-        (RATIONAL, [(12, 1), (30, 0), (155, 10)]))), "zero denominator"),
-}
+def malformed(orientation: int = 1) -> dict[str, tuple[bytes, str]]:
+    """EXIF that must cost a photo its position and nothing else, each with its warning."""
+    turned = [entry(0x0112, SHORT, [orientation])]
+    out_of_range = geotagged_exif(latitude=(123, 0, 0))
+    out_of_range[0x0112] = orientation
+    return {
+        "gps_block_string": (raw_exif([*turned, entry(GPS_POINTER, ASCII, ["not a directory"])]),
+                             "GPS block (EXIF tag 0x8825) is a str, not a directory"),
+        "gps_latitude_string": (raw_exif(turned, gps_entries((ASCII, ["12.5"]))),
+                                "GPS latitude '12.5' is not a number (str)"),
+        "gps_latitude_123": (out_of_range.tobytes(), "GPS latitude 123 is out of range"),
+        "gps_zero_denominator": (raw_exif(turned, gps_entries(
+            (RATIONAL, [(12, 1), (30, 0), (155, 10)]))), "zero denominator"),
+    }
+
+
+MALFORMED = malformed()
 
 
 def dng(image: Image.Image) -> bytes:
@@ -198,6 +206,30 @@ def test_capture_time_is_iso_8601_with_the_offset_when_recorded(exif, expected, 
         assert metadata.warnings == ()
     else:
         assert len(metadata.warnings) == 1 and warning in metadata.warnings[0]
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_rotated_photo_with_malformed_gps_is_still_decoded_upright(name: str):
+    """Pillow's own rotation rewrites the EXIF, and raised on a latitude written as text."""
+    exif, reason = malformed(orientation=6)[name]
+    photo = decode_photo(saved(pixels(), "JPEG", exif=exif))
+    assert photo.rgb.shape == (96, 80, 3), "turned 90 degrees as orientation 6 says"
+    assert photo.metadata.latitude is None
+    assert [reason in warning for warning in photo.metadata.warnings] == [True]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_gives_the_pixels_pillow_gives(orientation: int):
+    """Training and scoring share this decoder: turning on the array must not change a
+    pixel of what ``ImageOps.exif_transpose`` showed them before."""
+    rng = np.random.default_rng(orientation)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = saved(Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)), "PNG",
+                 exif=exif)
+    with Image.open(io.BytesIO(data)) as image:
+        expected = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    assert np.array_equal(decode_rgb(data), expected)
 
 
 def test_camera_that_is_not_text_is_a_warning():
