@@ -15,6 +15,13 @@ for a latin-1 name, ``a%0Ab.jpg`` for a newline). ``ARCHIVE!member`` names a mem
 
 Reading never raises for a bad input: an item that cannot be read carries an ``error``
 instead of ``data``, so callers can count and report it rather than lose it.
+
+Reading can also be split from listing, so that one archive is read by many workers
+(:func:`locate`, then :class:`DeferredReader` wherever the rest lands): a zip's central
+directory says where each member lies, so a zip is listed down to its members, checked by
+the same rules, and each member is read later by whoever gets it; a plain file is read
+where it lands; a tar is one stream, read front to back where it is listed. Both ways give
+the same items.
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ import re
 import stat
 import tarfile
 import zipfile
-from typing import IO, Callable, ContextManager, Iterator, Sequence
+from typing import IO, Callable, ContextManager, Iterator, NamedTuple, Sequence, TypeVar
 
 from apache_beam.io.filesystem import CompressionTypes, FileSystem
 from apache_beam.io.filesystems import FileSystems
@@ -54,6 +61,14 @@ DEFAULT_MAX_MEMBER_BYTES = 256 * 1024 * 1024
 # of bzip2 can hold gigabytes, so those members are refused rather than read.
 ZIP_BOUNDED_COMPRESSIONS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 ZIP_COMPRESSION_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}
+# A zip's readable members travel to their readers in slices of consecutive members, about
+# SLICES_PER_ARCHIVE of them per archive: enough to share one archive among many workers,
+# few enough that a reader which had to open the archive (parse its central directory, some
+# 4 us a member) for every slice would still spend over 80% of its time on the members
+# (a few ms each). A slice also closes at SLICE_BYTES of compressed data, the size Beam's
+# gs:// reader fetches at once, so large photos go one or two to a slice.
+SLICES_PER_ARCHIVE = 256
+SLICE_BYTES = 16 * 1024 * 1024
 # How a tar may be compressed, by its first bytes. These readers inflate no more than is
 # asked for; tarfile's own "r|*" inflates each 10 KB read whole and copies what is left
 # over on every read after, so skipping a refused member of zeros took over a minute in a
@@ -74,6 +89,26 @@ class Item:
     data: bytes | None = None
     error: str | None = None
     stage: str = "read"
+
+
+@dataclasses.dataclass(frozen=True)
+class FileToRead:
+    """A listed plain file, not read yet (:func:`locate`)."""
+
+    uri: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MembersToRead:
+    """Readable members of one zip, not read yet: ``(position in the central directory,
+    uri)`` each, consecutive in the archive (:func:`locate`)."""
+
+    archive: str  # the archive's uri
+    members: tuple[tuple[int, str], ...]
+
+
+# What :func:`locate` gives: items already read (or refused), or what is left to read.
+Located = Item | FileToRead | MembersToRead
 
 
 class SourceError(ValueError):
@@ -326,34 +361,83 @@ class _MemberNames:
         return uri, unsafe_member_name(name)
 
 
-def _zip_members(handle: IO[bytes], path: str, max_member_bytes: int) -> Iterator[Item]:
+def _over_limit(size: int, max_member_bytes: int) -> str | None:
+    if size > max_member_bytes:
+        return f"archive member declares {size} bytes, over the {max_member_bytes}-byte limit"
+    return None
+
+
+def _zip_refusal(info: zipfile.ZipInfo, max_member_bytes: int) -> str | None:
+    """Why a zip member is not read, from its central directory entry alone (or None)."""
+    reason = _over_limit(info.file_size, max_member_bytes)
+    if reason is None and info.compress_type not in ZIP_BOUNDED_COMPRESSIONS:
+        method = ZIP_COMPRESSION_NAMES.get(info.compress_type, f"method {info.compress_type}")
+        reason = (f"archive member is compressed with {method}, which cannot be inflated "
+                  f"within a size bound; re-pack the archive with deflate")
+    return reason
+
+
+class _ZipEntry(NamedTuple):
+    index: int  # position in the central directory
+    uri: str
+    refusal: str | None
+
+
+def _zip_plan(archive: zipfile.ZipFile, path: str, max_member_bytes: int
+              ) -> Iterator[_ZipEntry]:
+    """Every file member of a zip with its uri, and why it is refused before any of its
+    data is read: the name (unsafe, empty, repeated), the declared size, the compression."""
     names = _MemberNames(path)
+    for index, info in enumerate(archive.infolist()):
+        if info.filename.endswith("/"):
+            continue  # a folder entry
+        uri, reason = names.uri(info.filename)
+        yield _ZipEntry(index, uri, reason or _zip_refusal(info, max_member_bytes))
+
+
+def _read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, uri: str) -> Item:
+    """One member that its plan let through, read from its local header on."""
+    try:
+        with archive.open(info) as member:
+            # Never more than the declared size, which is within the limit: a member that
+            # inflates past it fails its CRC check instead.
+            return Item(uri, data=member.read(info.file_size))
+    except Exception as exc:  # bad CRC, encrypted, corrupt or cut-off data...
+        return Item(uri, error=f"unreadable archive member: {exc}")
+
+
+def _zip_members(handle: IO[bytes], path: str, max_member_bytes: int) -> Iterator[Item]:
     with zipfile.ZipFile(handle) as archive:
-        for info in archive.infolist():
-            if info.filename.endswith("/"):
-                continue  # a folder entry
-            uri, reason = names.uri(info.filename)
-            if reason is None and info.file_size > max_member_bytes:
-                reason = (f"archive member declares {info.file_size} bytes, over the "
-                          f"{max_member_bytes}-byte limit")
-            if reason is None and info.compress_type not in ZIP_BOUNDED_COMPRESSIONS:
-                method = ZIP_COMPRESSION_NAMES.get(info.compress_type,
-                                                   f"method {info.compress_type}")
-                reason = (f"archive member is compressed with {method}, which cannot be "
-                          f"inflated within a size bound; re-pack the archive with "
-                          f"deflate")
-            if reason is not None:
-                yield Item(uri, error=reason)
-                continue
-            try:
-                with archive.open(info) as member:
-                    # Never more than the declared size, which is within the limit: a
-                    # member that inflates past it fails its CRC check instead.
-                    data = member.read(info.file_size)
-            except Exception as exc:  # bad CRC, encrypted, corrupt data...
-                yield Item(uri, error=f"unreadable archive member: {exc}")
-                continue
-            yield Item(uri, data=data)
+        for entry in _zip_plan(archive, path, max_member_bytes):
+            if entry.refusal is not None:
+                yield Item(entry.uri, error=entry.refusal)
+            else:
+                yield _read_zip_member(archive, archive.infolist()[entry.index], entry.uri)
+
+
+def _zip_slices(handle: IO[bytes], path: str, max_member_bytes: int
+                ) -> Iterator[Item | MembersToRead]:
+    """A zip listed from its central directory: refused members as error items, the rest
+    as slices to read elsewhere (see ``SLICES_PER_ARCHIVE``)."""
+    with zipfile.ZipFile(handle) as archive:
+        infos = archive.infolist()
+        plan = list(_zip_plan(archive, path, max_member_bytes))
+    readable = [(entry.index, entry.uri) for entry in plan if entry.refusal is None]
+    per_slice = -(-len(readable) // SLICES_PER_ARCHIVE)
+    archive_uri = file_uri(path)
+    for entry in plan:
+        if entry.refusal is not None:
+            yield Item(entry.uri, error=entry.refusal)
+    members: list[tuple[int, str]] = []
+    size = 0
+    for index, uri in readable:
+        members.append((index, uri))
+        size += infos[index].compress_size
+        if len(members) == per_slice or size >= SLICE_BYTES:
+            yield MembersToRead(archive_uri, tuple(members))
+            members, size = [], 0
+    if members:
+        yield MembersToRead(archive_uri, tuple(members))
 
 
 class _StrictTarInfo(tarfile.TarInfo):
@@ -434,9 +518,8 @@ def _tar_members(handle: IO[bytes], path: str, max_member_bytes: int) -> Iterato
             uri, reason = names.uri(member.name)
             if reason is None and not member.isfile():
                 reason = "archive member is a link or device, not a file"
-            if reason is None and member.size > max_member_bytes:
-                reason = (f"archive member declares {member.size} bytes, over the "
-                          f"{max_member_bytes}-byte limit")
+            if reason is None:
+                reason = _over_limit(member.size, max_member_bytes)
             if reason is not None:
                 yield Item(uri, error=reason)
                 continue
@@ -451,6 +534,55 @@ def _tar_members(handle: IO[bytes], path: str, max_member_bytes: int) -> Iterato
             yield Item(uri, data=data)
 
 
+def _read_file_item(path: str, max_member_bytes: int, roots: Sequence[str] | None) -> Item:
+    uri = file_uri(path)
+    try:
+        with open_input(path, roots) as handle:
+            data = handle.read(max_member_bytes + 1)
+    except InputRefused as exc:
+        return Item(uri, error=str(exc))
+    except Exception as exc:
+        return Item(uri, error=f"unreadable file: {exc}")
+    if len(data) > max_member_bytes:
+        return Item(uri, error=f"file is larger than the {max_member_bytes}-byte limit for "
+                               f"one image")
+    return Item(uri, data=data)
+
+
+Part = TypeVar("Part", Item, Item | MembersToRead)
+
+
+def _archive_parts(path: str, max_member_bytes: int, roots: Sequence[str] | None,
+                   members: Callable[[IO[bytes], str, int], Iterator[Part]]
+                   ) -> Iterator[Part | Item]:
+    """What ``members`` finds in an archive, and an error item for the archive itself when
+    it cannot be opened, breaks off, or holds no file."""
+    uri = file_uri(path)
+    try:
+        handle = open_input(path, roots)
+    except InputRefused as exc:
+        yield Item(uri, error=str(exc))
+        return
+    except Exception as exc:
+        yield Item(uri, error=f"unreadable file: {exc}")
+        return
+    found = False
+    with handle:
+        try:
+            for part in members(handle, path, max_member_bytes):
+                found = True
+                yield part
+        except Exception as exc:
+            yield Item(uri, error=f"unreadable archive: {type(exc).__name__}: {exc}")
+            return
+    if not found:
+        yield Item(uri, error="empty archive: it holds no files")
+
+
+def _is_zip(path: str) -> bool:
+    return path.lower().endswith(ZIP_SUFFIXES)
+
+
 def read_items(path: str, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
                roots: Sequence[str] | None = None) -> Iterator[Item]:
     """Items of one listed file: the file itself, or each member of an archive.
@@ -462,39 +594,86 @@ def read_items(path: str, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
     dangling link and (when ``roots`` are given) a link leading out of them are error
     items, never opened for reading.
     """
-    uri = file_uri(path)
-    try:
-        handle = open_input(path, roots)
-    except InputRefused as exc:
-        yield Item(uri, error=str(exc))
+    if not is_archive(path):
+        yield _read_file_item(path, max_member_bytes, roots)
         return
-    except Exception as exc:
-        yield Item(uri, error=f"unreadable file: {exc}")
-        return
-    with handle:
-        if not is_archive(path):
+    yield from _archive_parts(path, max_member_bytes, roots,
+                              _zip_members if _is_zip(path) else _tar_members)
+
+
+def locate(path: str, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
+           roots: Sequence[str] | None = None) -> Iterator[Located]:
+    """One listed file as :func:`read_items` would read it, minus what can be read later
+    and elsewhere: a plain file is left unread, a zip is listed from its central directory
+    (its refused members and the errors of the archive itself as items, the rest as
+    slices), and a tar, one stream, is read here. :class:`DeferredReader` reads the rest;
+    the items are those of :func:`read_items`, by the same checks."""
+    if not is_archive(path):
+        yield FileToRead(file_uri(path))
+    else:
+        yield from _archive_parts(path, max_member_bytes, roots,
+                                  _zip_slices if _is_zip(path) else _tar_members)
+
+
+class DeferredReader:
+    """Reads what :func:`locate` left unread, wherever it went.
+
+    The last zip read stays open with its central directory parsed: a worker usually
+    gets many slices of the same archive. ``close`` closes it.
+    """
+
+    def __init__(self, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
+                 roots: Sequence[str] | None = None) -> None:
+        self._max_member_bytes = max_member_bytes
+        self._roots = roots
+        self._open: tuple[str, IO[bytes], zipfile.ZipFile] | None = None
+
+    def read(self, located: Located) -> Iterator[Item]:
+        if isinstance(located, Item):
+            yield located
+        elif isinstance(located, FileToRead):
+            yield _read_file_item(file_path(located.uri), self._max_member_bytes, self._roots)
+        else:
+            yield from self._members(located)
+
+    def _archive(self, uri: str) -> zipfile.ZipFile:
+        if self._open is None or self._open[0] != uri:
+            self.close()
+            handle = open_input(file_path(uri), self._roots)
             try:
-                data = handle.read(max_member_bytes + 1)
-            except Exception as exc:
-                yield Item(uri, error=f"unreadable file: {exc}")
-                return
-            if len(data) > max_member_bytes:
-                yield Item(uri, error=f"file is larger than the {max_member_bytes}-byte "
-                                      f"limit for one image")
-            else:
-                yield Item(uri, data=data)
-            return
-        members = _zip_members if path.lower().endswith(ZIP_SUFFIXES) else _tar_members
-        count = 0
+                self._open = (uri, handle, zipfile.ZipFile(handle))
+            except BaseException:
+                handle.close()
+                raise
+        return self._open[2]
+
+    def _members(self, located: MembersToRead) -> Iterator[Item]:
         try:
-            for item in members(handle, path, max_member_bytes):
-                count += 1
-                yield item
-        except Exception as exc:
-            yield Item(uri, error=f"unreadable archive: {type(exc).__name__}: {exc}")
+            archive = self._archive(located.archive)
+        except Exception as exc:  # deleted, replaced or refused since it was listed
+            for _, uri in located.members:
+                yield Item(uri, error=f"archive could not be opened again to read this "
+                                      f"member: {type(exc).__name__}: {exc}")
             return
-    if count == 0:
-        yield Item(uri, error="empty archive: it holds no files")
+        infos = archive.infolist()
+        for index, uri in located.members:
+            info = infos[index] if index < len(infos) else None
+            if info is None or member_uri(file_path(located.archive), info.filename) != uri:
+                yield Item(uri, error="archive changed since it was listed: this member is "
+                                      "no longer where its central directory put it")
+                continue
+            # The entry is read again from the archive now open: its size and compression
+            # pass the same rule as at listing time, or it is not read.
+            refusal = _zip_refusal(info, self._max_member_bytes)
+            yield (Item(uri, error=refusal) if refusal is not None
+                   else _read_zip_member(archive, info, uri))
+
+    def close(self) -> None:
+        if self._open is not None:
+            _, handle, archive = self._open
+            self._open = None
+            archive.close()
+            handle.close()
 
 
 def read_uri(uri: str, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> bytes:
@@ -502,12 +681,25 @@ def read_uri(uri: str, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> byte
     path, member, _ = split_uri(uri)
     if member is None:
         return read_file(path)
-    for item in read_items(path, max_member_bytes):
+    items = _zip_member_items(path, uri, max_member_bytes) if _is_zip(path) else read_items(
+        path, max_member_bytes)
+    for item in items:
         if item.uri == uri:
             if item.data is None:
                 raise OSError(f"{uri}: {item.error}")
             return item.data
     raise FileNotFoundError(f"{uri}: no such archive member")
+
+
+def _zip_member_items(path: str, uri: str, max_member_bytes: int) -> Iterator[Item]:
+    """The item of one zip member, found by its uri in the archive's plan and read alone,
+    without inflating the members before it."""
+    with open_input(path) as handle, zipfile.ZipFile(handle) as archive:
+        for entry in _zip_plan(archive, path, max_member_bytes):
+            if entry.uri == uri:
+                yield (Item(uri, error=entry.refusal) if entry.refusal is not None
+                       else _read_zip_member(archive, archive.infolist()[entry.index], uri))
+                return
 
 
 def input_roots(patterns: Sequence[str]) -> tuple[str, ...] | None:

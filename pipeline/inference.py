@@ -26,6 +26,7 @@ from apache_beam.pvalue import TaggedOutput
 from crackscan.model_card import ModelCard, ModelCardError
 from crackscan.tflite_model import TFLiteClassifier  # imports LiteRT only when one is made
 from pipeline.records import TileKey, TileScore, probability
+from pipeline.workers import TILES_SCORED, count_here
 
 SCORES, FAILED = "scores", "failed"
 # The field model the package ships (LiteRT file + card, see its card for how it was made).
@@ -89,7 +90,9 @@ class TileModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
 
         A batch that raises is retried tile by tile, so a transient fault costs a slower
         batch and one bad tile costs only its own image, not the 31 others beside it.
+        Each worker process counts the tiles it ran, to show how a run was spread.
         """
+        count_here(TILES_SCORED, len(batch))
         try:
             positive = self._positive(model, batch)
         except Exception as exc:  # the model's own errors have no common base class

@@ -3,6 +3,13 @@
 Listing and reading are ``crackscan.sources``' job; this module only spreads them over
 workers and sorts every item into one of three outputs, so each input is counted exactly
 once: bytes to score, a row reused from an earlier run, or an error.
+
+Everything after reading (decoding, tiling, inference) runs on the worker that read the
+image, fused into its step. So what is spread before reading is what decides how many
+workers score one archive: a zip is listed down to slices of its members and each slice is
+read where it lands, so one zip is scored by every worker; a tar, a stream that cannot be
+split, is read by one worker and its images, bytes and all, cross the shuffle once to be
+scored by every worker.
 """
 from __future__ import annotations
 
@@ -65,22 +72,33 @@ class ReadPreviousPredictions(beam.PTransform):
                     lambda rows: min(rows, key=lambda row: row["uri"])))
 
 
-class ReadItemsFn(beam.DoFn):
-    """Reads one listed file (by its uri): the file itself, or every member of an archive.
+def locate(uri: str, roots: tuple[str, ...] | None) -> Iterator[sources.Located]:
+    """One listed file as far as it must be read where it was listed (see the module)."""
+    return sources.locate(sources.file_path(uri), roots=roots)
 
-    ``roots`` are the local input folders, which links found in them must not leave.
+
+class ReadItemsFn(beam.DoFn):
+    """Reads what ``locate`` left unread (a file, a slice of a zip's members) and sorts
+    every item, read here or before, into images, reused rows and errors.
+
+    ``roots`` are the local input folders, which links found in them must not leave. The
+    reader keeps the last zip it read open across bundles: a worker gets many slices of
+    the same archive, and reopening it would parse its central directory again.
     """
 
     def __init__(self, roots: tuple[str, ...] | None) -> None:
-        self._roots = roots
         self._seen = Metrics.counter("crackscan", "seen")
         self._reused = Metrics.counter("crackscan", "reused")
         self._read_failed = Metrics.counter("crackscan", "failed_read")
         self._count = 0
+        self._reader = sources.DeferredReader(roots=roots)  # nothing open yet: picklable
 
-    def process(self, uri: str, previous: dict[str, dict[str, Any]]
+    def teardown(self) -> None:
+        self._reader.close()
+
+    def process(self, located: sources.Located, previous: dict[str, dict[str, Any]]
                 ) -> Iterator[SourceImage | TaggedOutput]:
-        for item in sources.read_items(sources.file_path(uri), roots=self._roots):
+        for item in self._reader.read(located):
             self._seen.inc()
             self._count += 1
             if self._count % LOG_EVERY == 0:
@@ -113,14 +131,18 @@ class ReadInputs(beam.PTransform):
         self._previous = previous
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        roots = sources.input_roots(self._patterns)
         outputs = (pbegin
                    | "Patterns" >> beam.Create(self._patterns)
                    | "List" >> beam.FlatMap(sources.list_uris)
                    # Two patterns may name the same file; the shuffle also spreads the files
                    # over the workers before anything is read.
                    | "EachFileOnce" >> beam.Distinct()
-                   | "Read" >> beam.ParDo(
-                       ReadItemsFn(sources.input_roots(self._patterns)),
-                       previous=beam.pvalue.AsDict(self._previous))
+                   | "Locate" >> beam.FlatMap(locate, roots)
+                   # Zip slices, files by uri and the images of tars: the work of one
+                   # archive, spread over every worker.
+                   | "Spread" >> beam.Reshuffle()
+                   | "Read" >> beam.ParDo(ReadItemsFn(roots),
+                                          previous=beam.pvalue.AsDict(self._previous))
                    .with_outputs(REUSED, ERRORS, main=IMAGES))
         return {IMAGES: outputs[IMAGES], REUSED: outputs[REUSED], ERRORS: outputs[ERRORS]}

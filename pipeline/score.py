@@ -44,6 +44,7 @@ from pipeline.run_config import RunConfig
 from pipeline.summary import Summarize
 from pipeline.tiling import INFOS, TILES, DecodeAndTile
 from pipeline.tiling import ERRORS as TILING_ERRORS
+from pipeline.workers import TILES_SCORED, per_worker
 
 OUTPUT_NAMES = ("predictions-*", "tiles-*", "errors-*", GEOJSON_FILE, KML_FILE, SUMMARY_FILE,
                 REPORT_FILE)
@@ -262,6 +263,8 @@ def _log_counters(result: beam.runners.runner.PipelineResult) -> None:
     query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace("crackscan"))
     for counter in sorted(query["counters"], key=lambda c: c.key.metric.name):
         logging.info("counter %s = %d", counter.key.metric.name, counter.committed)
+    for worker, tiles in sorted(per_worker(result, TILES_SCORED).items()):
+        logging.info("worker %s scored %d tiles", worker, tiles)
 
 
 def dry_run(args: argparse.Namespace, options: PipelineOptions) -> dict[str, Any]:
