@@ -63,16 +63,19 @@ class _Malformed(ValueError):
 
 
 def read_metadata(image: Image.Image) -> PhotoMetadata:
-    """The metadata of an opened image, read before its pixels are decoded (decoding applies
-    the EXIF rotation in place, rewriting the EXIF). Never raises."""
+    """The metadata of an opened image; never raises. A PNG may keep its EXIF after the
+    pixels, where Pillow finds it only once they are loaded (``decode_photo`` loads them
+    first, so that a broken photo fails for its pixels, not here)."""
     problems: list[str] = []
     with warnings.catch_warnings():
         # Pillow warns about corrupt EXIF without naming the file; what it means for a
         # field is reported below, as that field's warning.
         warnings.simplefilter("ignore")
-        exif = _guarded(problems, "EXIF", lambda: image.getexif())
-        gps = _guarded(problems, "GPS", lambda: _block(exif, ExifTags.IFD.GPSInfo, "GPS"))
-        details = _guarded(problems, "EXIF", lambda: _block(exif, ExifTags.IFD.Exif, "Exif"))
+        exif = _guarded(problems, "EXIF", image.getexif)
+        gps = _guarded(problems, "GPS block",
+                       lambda: _block(exif, ExifTags.IFD.GPSInfo, "GPS"))
+        details = _guarded(problems, "Exif block",
+                           lambda: _block(exif, ExifTags.IFD.Exif, "Exif"))
         gps, details = gps or {}, details or {}
         xmp = _guarded(problems, "XMP", lambda: _xmp(image)) or b""
         values = {
