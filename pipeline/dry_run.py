@@ -26,6 +26,26 @@ REQUIRED_DATAFLOW_OPTIONS = {
 }
 # Dataflow's rule for job names.
 JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# What each step of ``pipeline.score.build`` is spread over, by its label: a runner spreads
+# the elements of a step over its workers, and a step runs where its input landed unless a
+# shuffle comes between (tests/test_zip_parallel.py checks that every label is in the job).
+PARALLELISM = (
+    ("ReadInputs/List", "input patterns: each is listed by one worker"),
+    ("ReadInputs/EachFileOnce", "files: a shuffle keeps each listed file once and spreads "
+                                "the files over the workers"),
+    ("ReadInputs/Locate", "files: each where it landed; a zip's central directory is read "
+                          "there and the zip listed down to slices of its members, a tar is "
+                          "read whole there (one stream), a plain file is passed on unread"),
+    ("ReadInputs/Spread", "archive members and files: a shuffle spreads zip slices, plain "
+                          "files by name and tar members with their bytes over the workers"),
+    ("ReadInputs/Read", "archive members and files: each zip slice and plain file is read by "
+                        "the worker it landed on"),
+    ("DecodeAndTile", "images: each decoded and tiled on the worker that read it; its tiles "
+                      "stay there (spreading them did not pay, bench/README.md)"),
+    ("ScoreTiles", "tiles: in batches, on the worker that tiled their image"),
+    ("RegroupByImage", "images: a shuffle by uri brings an image's tile scores together"),
+    ("Summarize", "one summary: counts combined from every worker"),
+)
 
 
 def is_dataflow(options: PipelineOptions) -> bool:
@@ -80,6 +100,7 @@ def job_plan(options: PipelineOptions, facts: RunConfig) -> dict[str, Any]:
         "tile_size": facts.tile_size,
         "tile_stride": facts.tile_stride,
         "output": facts.output,
+        "parallelism": [{"step": step, "spread_over": spread} for step, spread in PARALLELISM],
         "pipeline_options": options.get_all_options(drop_default=True,
                                                     retain_unknown_options=True),
     }

@@ -116,6 +116,18 @@ class ReadItemsFn(beam.DoFn):
                 yield SourceImage(item.uri, digest, item.data)
 
 
+class SpreadOverWorkers(beam.PTransform):
+    """The shuffle between listing and reading: zip slices, plain files by uri and the
+    images of tars go to every worker, and each is read and scored where it lands.
+
+    Without it the runner fuses reading into listing, and one archive is read, decoded,
+    tiled and scored by the one worker that listed it.
+    """
+
+    def expand(self, located: beam.PCollection) -> beam.PCollection:
+        return located | "Reshuffle" >> beam.Reshuffle()
+
+
 class ReadInputs(beam.PTransform):
     """Patterns to ``{"images": SourceImage, "reused": row, "errors": row}``.
 
@@ -139,9 +151,7 @@ class ReadInputs(beam.PTransform):
                    # over the workers before anything is read.
                    | "EachFileOnce" >> beam.Distinct()
                    | "Locate" >> beam.FlatMap(locate, roots)
-                   # Zip slices, files by uri and the images of tars: the work of one
-                   # archive, spread over every worker.
-                   | "Spread" >> beam.Reshuffle()
+                   | "Spread" >> SpreadOverWorkers()
                    | "Read" >> beam.ParDo(ReadItemsFn(roots),
                                           previous=beam.pvalue.AsDict(self._previous))
                    .with_outputs(REUSED, ERRORS, main=IMAGES))
