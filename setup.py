@@ -65,11 +65,11 @@ setup(
     entry_points={
         "console_scripts": [
             "crackscan-build-dataset=training.build_dataset:main",
-            "crackscan-train=training.train:main",
-            "crackscan-export-tflite=training.export_tflite:main",
+            "crackscan-train=training.train:console",
+            "crackscan-export-tflite=training.export_tflite:console",
             "crackscan-score=pipeline.score:main",
-            "crackscan-demo=pipeline.demo:main",
-            "crackscan-train-demo=training.demo:main",
+            "crackscan-demo=pipeline.demo:console",
+            "crackscan-train-demo=training.demo:console",
         ],
     },
 )

@@ -24,7 +24,7 @@ import importlib.metadata
 import os
 import shlex
 import sys
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
@@ -139,3 +139,13 @@ def one_line_errors(prog: str, *expected: type[Exception]) -> Iterator[None]:
         yield
     except expected as exc:
         sys.exit(f"{prog}: error: {exc}")
+
+
+def console_script(main: Callable[[], Any]) -> Callable[[], None]:
+    """``main`` as a console script whose exit status is 0 on success: the script generated
+    by pip passes what its function returns to ``sys.exit``, which prints a returned report
+    and exits with status 1."""
+    def script() -> None:
+        main()
+    script.__doc__ = main.__doc__
+    return script

@@ -87,5 +87,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return {"summary": summary, "correct": correct, "photos": len(truth)}
 
 
+
+console = cli.console_script(main)
+
+
 if __name__ == "__main__":
     main()

@@ -67,3 +67,9 @@ def test_sdist_installs_into_a_fresh_environment_and_starts_the_pipeline(tmp_pat
     scripts = environment / "bin"
     assert (scripts / "crackscan-score").exists()
     check([str(scripts / "crackscan-score"), "--help"], cwd=empty, env=env)
+    # The README's main command, installed: the sample survey and the model travel with the
+    # package, and a successful run exits with status 0.
+    demo = check([str(scripts / "crackscan-demo"), "--output", str(tmp_path / "demo")],
+                 cwd=empty, env=env)
+    assert "14 of 14 verdicts match" in demo.stdout
+    assert (tmp_path / "demo" / "cracks.geojson").exists()

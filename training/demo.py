@@ -97,5 +97,9 @@ def main(argv: list[str] | None = None) -> dict:
     return {"training": report, "scoring": summary}
 
 
+
+console = cli.console_script(main)
+
+
 if __name__ == "__main__":
     main()

@@ -189,5 +189,9 @@ def main(argv: list[str] | None = None) -> dict:
     return card
 
 
+
+console = cli.console_script(main)
+
+
 if __name__ == "__main__":
     main()

@@ -317,5 +317,9 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+
+console = cli.console_script(main)
+
+
 if __name__ == "__main__":
     main()
