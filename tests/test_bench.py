@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import runtimes, scoring, survey_memory, training_input
+from bench import runtimes, scoring, survey_memory, training_input, zip_parallel
 
 
 def rows(table: str) -> list[str]:
@@ -40,3 +40,14 @@ def test_training_input_benchmark(concrete_dataset: Path, backbone_weights: Path
                                  str(backbone_weights), "--image-size", "96", "--seconds",
                                  "0.3", "--repeats", "1"])
     assert [row.split(" (")[0] for row in rows(table)] == ["stage 1", "stage 2"]
+
+
+def test_zip_parallel_benchmark(tiny_model_dir: Path, real_data: Path):
+    tables = zip_parallel.main(["--model", str(tiny_model_dir), "--images",
+                               str(real_data / "data" / "concrete"), "--count", "12",
+                               "--photo-counts", "--gcs-count", "6", "--repeats", "1"])
+    measured = [row for table in tables.split("\n\n") if table.startswith("|")
+                for row in rows(table)]
+    assert measured == ["folder", "zip", "tar.gz", "zip, not spread", "gs:// folder",
+                        "gs:// zip"]
+    assert "NO" not in tables
