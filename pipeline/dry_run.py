@@ -26,6 +26,7 @@ REQUIRED_DATAFLOW_OPTIONS = {
 }
 # Dataflow's rule for job names.
 JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+SPREAD_STEP = "ReadInputs/Spread"  # left out of a job with one worker
 # What each step of ``pipeline.score.build`` is spread over, by its label: a runner spreads
 # the elements of a step over its workers, and a step runs where its input landed unless a
 # shuffle comes between (tests/test_zip_parallel.py checks that every label is in the job).
@@ -36,7 +37,7 @@ PARALLELISM = (
     ("ReadInputs/Locate", "files: each where it landed; a zip's central directory is read "
                           "there and the zip listed down to slices of its members, a tar is "
                           "read whole there (one stream), a plain file is passed on unread"),
-    ("ReadInputs/Spread", "archive members and files: a shuffle spreads zip slices, plain "
+    (SPREAD_STEP, "archive members and files: a shuffle spreads zip slices, plain "
                           "files by name and tar members with their bytes over the workers"),
     ("ReadInputs/Read", "archive members and files: each zip slice and plain file is read by "
                         "the worker it landed on"),
@@ -100,7 +101,8 @@ def job_plan(options: PipelineOptions, facts: RunConfig) -> dict[str, Any]:
         "tile_size": facts.tile_size,
         "tile_stride": facts.tile_stride,
         "output": facts.output,
-        "parallelism": [{"step": step, "spread_over": spread} for step, spread in PARALLELISM],
+        "parallelism": [{"step": step, "spread_over": spread} for step, spread in PARALLELISM
+                        if facts.spread or step != SPREAD_STEP],
         "pipeline_options": options.get_all_options(drop_default=True,
                                                     retain_unknown_options=True),
     }

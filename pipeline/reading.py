@@ -9,7 +9,8 @@ image, fused into its step. So what is spread before reading is what decides how
 workers score one archive: a zip is listed down to slices of its members and each slice is
 read where it lands, so one zip is scored by every worker; a tar, a stream that cannot be
 split, is read by one worker and its images, bytes and all, cross the shuffle once to be
-scored by every worker.
+scored by every worker. A runner with one worker (the in-memory DirectRunner) has nothing
+to spread over, and the shuffle is left out: a tar's images would only wait in memory.
 """
 from __future__ import annotations
 
@@ -133,25 +134,31 @@ class ReadInputs(beam.PTransform):
 
     ``previous`` is ``ReadPreviousPredictions``' output; an input whose content it holds is
     not decoded again and its earlier row is carried over under the uri it has now.
+    ``spread`` False leaves out the shuffle that spreads archives over workers, for a runner
+    with one worker.
     Files travel between the steps by uri, never by path: a path may hold bytes that are
     not UTF-8, which Beam's string coder cannot encode.
     """
 
-    def __init__(self, patterns: list[str], previous: beam.PCollection) -> None:
+    def __init__(self, patterns: list[str], previous: beam.PCollection,
+                 spread: bool = True) -> None:
         super().__init__()
         self._patterns = patterns
         self._previous = previous
+        self._spread = spread
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         roots = sources.input_roots(self._patterns)
-        outputs = (pbegin
+        located = (pbegin
                    | "Patterns" >> beam.Create(self._patterns)
                    | "List" >> beam.FlatMap(sources.list_uris)
                    # Two patterns may name the same file; the shuffle also spreads the files
                    # over the workers before anything is read.
                    | "EachFileOnce" >> beam.Distinct()
-                   | "Locate" >> beam.FlatMap(locate, roots)
-                   | "Spread" >> SpreadOverWorkers()
+                   | "Locate" >> beam.FlatMap(locate, roots))
+        if self._spread:
+            located = located | "Spread" >> SpreadOverWorkers()
+        outputs = (located
                    | "Read" >> beam.ParDo(ReadItemsFn(roots),
                                           previous=beam.pvalue.AsDict(self._previous))
                    .with_outputs(REUSED, ERRORS, main=IMAGES))

@@ -35,3 +35,6 @@ class RunConfig:
     # one photo's tiles at most.
     export_review: str | None = None
     review_per_photo: int = 8
+    # Whether the runner has several workers to spread one archive's reading and scoring
+    # over (pipeline.score.spreads_over_workers); False on the in-memory DirectRunner.
+    spread: bool = True

@@ -46,6 +46,7 @@ from pipeline.tiling import INFOS, TILES, DecodeAndTile
 from pipeline.tiling import ERRORS as TILING_ERRORS
 from pipeline.workers import TILES_SCORED, per_worker
 
+DIRECT_RUNNERS = (None, "DirectRunner", "SwitchingDirectRunner")
 OUTPUT_NAMES = ("predictions-*", "tiles-*", "errors-*", GEOJSON_FILE, KML_FILE, SUMMARY_FILE,
                 REPORT_FILE)
 
@@ -155,6 +156,17 @@ def runtime_for(args: argparse.Namespace, spec: ModelCard) -> str:
     return args.runtime or (LITERT if spec.tflite_uri else KERAS)
 
 
+def spreads_over_workers(options: PipelineOptions) -> bool:
+    """Whether the job spreads one archive's members over workers: not with a single
+    worker (the in-memory DirectRunner), where the shuffle that spreads them would gain
+    nothing and hold a tar's images in memory until they were all read."""
+    if options.view_as(StandardOptions).runner not in DIRECT_RUNNERS:
+        return True
+    direct = options.view_as(DirectOptions)
+    workers = direct.direct_num_workers or os.cpu_count() or 1
+    return direct.direct_running_mode != "in_memory" and workers > 1
+
+
 def litert_threads(args: argparse.Namespace, options: PipelineOptions) -> int:
     """Threads per interpreter such that all interpreters together use each core once:
     XNNPACK's threads spin while they wait, so oversubscribed cores run slower, not
@@ -163,8 +175,7 @@ def litert_threads(args: argparse.Namespace, options: PipelineOptions) -> int:
     if args.litert_threads:
         return args.litert_threads
     cores = os.cpu_count() or 1
-    runner = options.view_as(StandardOptions).runner
-    if runner not in (None, "DirectRunner", "SwitchingDirectRunner"):
+    if options.view_as(StandardOptions).runner not in DIRECT_RUNNERS:
         return 1
     direct = options.view_as(DirectOptions)
     if direct.direct_running_mode == "in_memory":
@@ -215,7 +226,8 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
                      litert_threads=litert_threads(args, options),
                      output_format=args.format, bigquery_table=args.bigquery_table,
                      export_review=args.export_review,
-                     review_per_photo=args.review_per_photo)
+                     review_per_photo=args.review_per_photo,
+                     spread=spreads_over_workers(options))
 
 
 def build(pipeline: beam.Pipeline, facts: RunConfig) -> None:
@@ -223,7 +235,7 @@ def build(pipeline: beam.Pipeline, facts: RunConfig) -> None:
     spec = facts.spec
     previous = pipeline | "ReadPrevious" >> ReadPreviousPredictions(
         facts.reuse_from, spec.version, spec.threshold)
-    read = pipeline | "ReadInputs" >> ReadInputs(list(facts.inputs), previous)
+    read = pipeline | "ReadInputs" >> ReadInputs(list(facts.inputs), previous, facts.spread)
     tiled = read[IMAGES] | "DecodeAndTile" >> DecodeAndTile(facts.tile_size, facts.tile_stride,
                                                             facts.max_pixels)
     handler = tile_model_handler(spec, facts.batch_size, facts.runtime, facts.litert_threads)

@@ -186,28 +186,36 @@ def test_a_zip_on_gcs_is_scored_by_both_workers_with_the_rows_of_a_local_one(
     assert all(uri.startswith(f"{gcs_bucket}/parallel/survey.zip!") for uri in remote_rows)
     assert rows_by_name(list(remote_rows.values())) == rows_by_name(
         list(read_predictions(tmp_path / "local").values()))
-    with FileSystems.open(remote["outputs"]["errors"][0]) as handle:
-        errors = handle.read().decode()
+    errors = ""
+    for shard in remote["outputs"]["errors"]:
+        with FileSystems.open(shard) as handle:
+            errors += handle.read().decode()
     assert f"{gcs_bucket}/parallel/survey.zip!../escape.jpg" in errors
     assert "'..' escapes the archive" in errors and local["failed"] == 2
 
 
+@pytest.mark.parametrize("runner", [MULTI, []], ids=["two workers", "in memory"])
 def test_the_dry_run_says_what_each_step_of_the_job_is_spread_over(
-        tmp_path: Path, real_data: Path, tiny_model_dir: Path,
+        runner: list[str], tmp_path: Path, real_data: Path, tiny_model_dir: Path,
         capsys: pytest.CaptureFixture[str]):
     argv = ["--input", str(real_data / "data" / "concrete"), "--model", str(tiny_model_dir),
-            "--output", str(tmp_path / "out")]
+            "--output", str(tmp_path / "out"), *runner]
     plan = score.run([*argv, "--dry-run"])
     capsys.readouterr()
     assert plan is not None and not (tmp_path / "out").exists()
     steps = {entry["step"]: entry["spread_over"] for entry in plan["parallelism"]}
-    assert steps["ReadInputs/Spread"].startswith("archive members and files")
     assert "images" in steps["DecodeAndTile"]
+    if runner:
+        assert steps["ReadInputs/Spread"].startswith("archive members and files")
+    else:  # one worker: nothing to spread over
+        assert "ReadInputs/Spread" not in steps
 
     args, beam_args = cli.parse_with_beam_options(score.build_parser(), argv)
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
     score.build(pipeline, score.prepare(args, pipeline.options))
+    built = {label for label in pipeline.applied_labels if label.startswith("ReadInputs/")}
     assert set(steps) <= pipeline.applied_labels, set(steps) - pipeline.applied_labels
+    assert ("ReadInputs/Spread" in built) == bool(runner)
 
 
 def test_a_zip_member_uri_is_read_alone(tmp_path: Path, real_data: Path):
