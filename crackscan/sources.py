@@ -534,15 +534,19 @@ def _tar_members(handle: IO[bytes], path: str, max_member_bytes: int) -> Iterato
             yield Item(uri, data=data)
 
 
+def _unopened(uri: str, exc: Exception) -> Item:
+    """The item of a listed file that could not be opened or read, refused or failing."""
+    return Item(uri, error=str(exc) if isinstance(exc, InputRefused)
+                else f"unreadable file: {exc}")
+
+
 def _read_file_item(path: str, max_member_bytes: int, roots: Sequence[str] | None) -> Item:
     uri = file_uri(path)
     try:
         with open_input(path, roots) as handle:
             data = handle.read(max_member_bytes + 1)
-    except InputRefused as exc:
-        return Item(uri, error=str(exc))
     except Exception as exc:
-        return Item(uri, error=f"unreadable file: {exc}")
+        return _unopened(uri, exc)
     if len(data) > max_member_bytes:
         return Item(uri, error=f"file is larger than the {max_member_bytes}-byte limit for "
                                f"one image")
@@ -560,11 +564,8 @@ def _archive_parts(path: str, max_member_bytes: int, roots: Sequence[str] | None
     uri = file_uri(path)
     try:
         handle = open_input(path, roots)
-    except InputRefused as exc:
-        yield Item(uri, error=str(exc))
-        return
     except Exception as exc:
-        yield Item(uri, error=f"unreadable file: {exc}")
+        yield _unopened(uri, exc)
         return
     found = False
     with handle:
