@@ -116,6 +116,27 @@ def test_threshold_rule_balances_sources_and_classes_then_prefers_half():
                                              np.array(mixed.sources), threshold) == 1.0
 
 
+def test_threshold_rule_keeps_every_sources_false_alarms_within_the_cap():
+    # Below 0.2 the deck's slow cracks are found but a fifth of the intact walls are flagged:
+    # the better balanced accuracy there is not bought.
+    walls = ([0.2] * 2 + [0.05] * 8, [0] * 10), ([0.25] * 10, [1] * 10)
+    deck = ([0.05] * 5, [0] * 5), ([0.15] * 5 + [0.9] * 5, [1] * 10)
+    scores, labels, names = [], [], []
+    for name, parts in (("walls", walls), ("deck", deck)):
+        for probabilities, truth in parts:
+            scores += probabilities
+            labels += truth
+            names += [name] * len(truth)
+    chosen = predictions(scores, labels, names)
+    threshold = evaluate.choose_threshold(chosen)
+    assert 0.2 < threshold <= 0.25
+    arrays = chosen.probabilities, chosen.labels, np.array(chosen.sources)
+    assert evaluate.worst_false_alarm_rate(*arrays, threshold) == 0.0
+    assert evaluate.worst_false_alarm_rate(*arrays, 0.1) == 0.2
+    assert evaluate.source_balanced_accuracy(*arrays, 0.1) > evaluate.source_balanced_accuracy(
+        *arrays, threshold)
+
+
 def test_metrics_match_hand_counts():
     result = evaluate.metrics(predictions([0.9, 0.8, 0.3, 0.1, 0.6], [1, 1, 1, 0, 0]), 0.5)
     assert result["confusion_matrix"]["rows_true_columns_predicted"] == [[1, 1], [1, 2]]

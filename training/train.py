@@ -196,7 +196,9 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
         "threshold": threshold,
         "threshold_rule": "best accuracy balanced over sources and classes on the "
                           "validation split (mean of each source's recall and 1 - false-alarm "
-                          "rate), ties towards 0.5",
+                          "rate) among thresholds keeping every source's false alarms within "
+                          f"{evaluate.MAX_FALSE_ALARM_RATE:.0%}, "
+                          "ties towards 0.5",
         "photo_rule": photo_rule,
         "metrics": {"test": test_metrics, "val": val_metrics},
         "metrics_by_source": by_source,
