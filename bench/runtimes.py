@@ -23,7 +23,7 @@ from bench.measure import (copy_images, images_per_second, interleaved_medians, 
                            markdown_table, pipeline_rate)
 from crackscan.model_card import join, read_card
 from crackscan.tflite_model import TFLiteClassifier
-from pipeline.inference import DEFAULT_BATCH_SIZES
+from pipeline.inference import DEFAULT_BATCH_SIZES, LITERT_INT8
 from training.export_tflite import sample_images
 
 BATCHES = (1, 8, 32)  # includes each runtime's pipeline default (DEFAULT_BATCH_SIZES)
@@ -38,19 +38,15 @@ def table(raw: dict[str, dict[int, float]], pipeline: dict[str, float],
     rows = []
     for name, rates in raw.items():
         row = [name] + [f"{rates[b]:.1f}" for b in BATCHES]
-        if name in pipeline:
-            batch = DEFAULT_BATCH_SIZES[name]
-            row += [f"{pipeline[name]:.1f} (b={batch})", f"{beside[name]:.1f}",
-                    f"{pipeline[name] / beside[name]:.2f}"]
-        else:  # the pipeline has no int8 runtime
-            row += ["-", "-", "-"]
+        batch = DEFAULT_BATCH_SIZES[name]
+        row += [f"{pipeline[name]:.1f} (b={batch})", f"{beside[name]:.1f}",
+                f"{pipeline[name] / beside[name]:.2f}"]
         rows.append(row)
     for name in raw:
         if name != "keras":
             rows.append([f"{name} / keras"]
                         + [f"{raw[name][b] / raw['keras'][b]:.2f}x" for b in BATCHES]
-                        + ([f"{pipeline[name] / pipeline['keras']:.2f}x"]
-                           if name in pipeline else ["-"]) + ["", ""])
+                        + [f"{pipeline[name] / pipeline['keras']:.2f}x", "", ""])
     return markdown_table(header, rows)
 
 
@@ -78,9 +74,9 @@ def main(argv: list[str] | None = None) -> str:
     with open(join(args.model, card["tflite_file"]), "rb") as handle:
         litert = TFLiteClassifier(handle.read(), args.threads)
     forwards = {"keras": model.predict_on_batch, "litert": litert.predict}
-    if card.get("int8", {}).get("usable"):
-        with open(join(args.model, card["int8"]["file"]), "rb") as handle:
-            forwards["int8"] = TFLiteClassifier(handle.read(), args.threads).predict
+    if "int8_file" in card:  # listed only when it passed its gate
+        with open(join(args.model, card["int8_file"]), "rb") as handle:
+            forwards[LITERT_INT8] = TFLiteClassifier(handle.read(), args.threads).predict
     names = list(forwards)
     by_batch = {batch: interleaved_medians(
         lambda name: images_per_second(forwards[name], images, batch, args.seconds),
@@ -100,10 +96,10 @@ def main(argv: list[str] | None = None) -> str:
                                  ["--runtime", runtime, "--litert-threads", str(args.threads)])
 
         runs = interleaved_medians(pipeline_or_forward,
-                                   ["keras forward", "keras", "litert forward", "litert"],
+                                   [run for name in names for run in (f"{name} forward", name)],
                                    max(1, args.repeats - 1))
-    pipeline = {name: runs[name] for name in ("keras", "litert")}
-    beside = {name: runs[f"{name} forward"] for name in ("keras", "litert")}
+    pipeline = {name: runs[name] for name in names}
+    beside = {name: runs[f"{name} forward"] for name in names}
     result = table(raw, pipeline, beside)
     print(f"images/s (median of {args.repeats} interleaved runs; pipeline: "
           f"{max(1, args.repeats - 1)}), input {card['tile_size']} px tiles, model at "

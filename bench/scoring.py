@@ -4,7 +4,8 @@
 
 In one run, interleaved and repeated (median), on the same images:
 
-- ceiling: the runtime the pipeline uses (LiteRT when the model has a ``.tflite``), raw
+- ceiling: the runtime the pipeline uses (LiteRT when the model has a ``.tflite``: its int8
+  file when the card lists one, which it does only when that passed its gate), raw
   forward passes over already-decoded batches of the pipeline's default batch size for that
   runtime;
 - pipeline: ``pipeline.score`` on the DirectRunner over a folder of ``--count`` images,
@@ -35,7 +36,7 @@ from bench.measure import (copy_images, image_files, images_per_second, interlea
                            machine, markdown_table, pipeline_rate)
 from crackscan.model_card import join, read_card
 from crackscan.tflite_model import TFLiteClassifier
-from pipeline.inference import DEFAULT_BATCH_SIZES
+from pipeline.inference import DEFAULT_BATCH_SIZES, LITERT, LITERT_INT8
 from training.export_tflite import sample_images
 
 IN_MEMORY = "pipeline, in_memory"
@@ -104,9 +105,10 @@ def main(argv: list[str] | None = None) -> str:
     tile = int(card["tile_size"])
     keras_model = keras.saving.load_model(join(args.model, card["model_file"]), compile=False)
     decoded = sample_images(args.images, tile, 256).astype(np.float32)
-    if "tflite_file" in card:
-        runtime = "litert"
-        with open(join(args.model, card["tflite_file"]), "rb") as handle:
+    if "tflite_file" in card:  # the pipeline's default: the int8 file when one is listed
+        runtime = LITERT_INT8 if "int8_file" in card else LITERT
+        with open(join(args.model, card["int8_file" if runtime == LITERT_INT8
+                                        else "tflite_file"]), "rb") as handle:
             forward: Callable[[np.ndarray], object] = TFLiteClassifier(
                 handle.read(), os.cpu_count() or 1).predict
     else:

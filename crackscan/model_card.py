@@ -28,6 +28,9 @@ from crackscan.verdict import photo_probability
 MODEL_FILE = "model.keras"
 # Same model converted for the LiteRT runtime; optional (older model folders lack it).
 TFLITE_FILE = "model.tflite"
+# The same model quantized to int8 (training.export_tflite --int8); listed in the card only
+# when it passed its accuracy gate against the float model (the card's int8.gate).
+INT8_FILE = "model_int8.tflite"
 CARD_FILE = "model_card.json"
 REQUIRED_FIELDS = ("class_names", "positive_class", "input_size", "tile_size", "threshold")
 # Every Keras 3 .keras archive holds both; the weights sit beside them in model.weights.h5.
@@ -39,6 +42,7 @@ TFLITE_IDENTIFIER = b"TFL3"  # bytes 4-8 of every LiteRT flatbuffer
 # here says so before the job starts.
 CODE_CLASSES = frozenset({"Lambda", "__lambda__"})
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+INT8_VERSION_SUFFIX = "-int8"
 
 
 def _positive_int(value: Any) -> bool:
@@ -72,7 +76,12 @@ FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model_file": (lambda value: value == MODEL_FILE, repr(MODEL_FILE)),
     "tflite_file": (plain_file_name, "a file name inside the model folder (no '/', '\\' "
                                      "or '..')"),
+    "int8_sha256": (_sha256_hex, "a sha256 hex digest"),
+    "int8_file": (plain_file_name, "a file name inside the model folder (no '/', '\\' "
+                                   "or '..')"),
 }
+# The LiteRT files a card may list: (file field, its sha256 field).
+LISTED_TFLITE_FIELDS = (("tflite_file", "tflite_sha256"), ("int8_file", "int8_sha256"))
 
 
 class ModelCardError(ValueError):
@@ -173,7 +182,8 @@ def _check_fields(card_path: str, card: Any) -> None:
     if not isinstance(card, dict):
         raise ModelCardError(f"{card_path}: must hold a JSON object, not a "
                              f"{type(card).__name__}")
-    required = REQUIRED_FIELDS + (("tflite_sha256",) if "tflite_file" in card else ())
+    required = REQUIRED_FIELDS + tuple(sha for name, sha in LISTED_TFLITE_FIELDS
+                                       if name in card)
     missing = [field for field in required if field not in card]
     if missing:
         raise ModelCardError(f"{card_path}: missing fields {missing}")
@@ -181,6 +191,31 @@ def _check_fields(card_path: str, card: Any) -> None:
         if field in card and not valid(card[field]):
             raise ModelCardError(f"{card_path}: {field} must be {wanted}, got "
                                  f"{card[field]!r:.80}")
+    if "int8_file" in card and not int8_gate_passed(card):
+        raise ModelCardError(f"{card_path}: lists int8_file {card['int8_file']!r} but its "
+                             f"int8.gate did not pass; only an int8 model that passed is "
+                             f"listed for use")
+
+
+def int8_gate_passed(card: dict[str, Any]) -> bool:
+    """Whether the card records an int8 accuracy gate that passed."""
+    report = card.get("int8")
+    gate = report.get("gate") if isinstance(report, dict) else None
+    return isinstance(gate, dict) and gate.get("passed") is True
+
+
+def _check_listed_file(directory: str, card: dict[str, Any], name_field: str,
+                       sha_field: str) -> None:
+    """The LiteRT file the card lists under ``name_field`` exists, is the one hashed in
+    ``sha_field`` and is a LiteRT flatbuffer."""
+    path = join(directory, card[name_field])
+    if not FileSystems.exists(path):
+        raise ModelCardError(f"{directory}: {CARD_FILE} lists {card[name_field]}, which is "
+                             f"missing")
+    if _checked_sha256(path) != card[sha_field]:
+        raise ModelCardError(f"{path}: content does not match the {sha_field} recorded in "
+                             f"{CARD_FILE}; it was changed after export")
+    check_tflite_file(path)
 
 
 def read_card(directory: str) -> dict[str, Any]:
@@ -210,15 +245,9 @@ def read_card(directory: str) -> dict[str, Any]:
     elif "tflite_file" not in card:
         raise ModelCardError(f"{directory}: not a crackscan model directory, {MODEL_FILE} is "
                              f"missing")
-    if "tflite_file" in card:
-        tflite_path = join(directory, card["tflite_file"])
-        if not FileSystems.exists(tflite_path):
-            raise ModelCardError(f"{directory}: {CARD_FILE} lists {card['tflite_file']}, "
-                                 f"which is missing")
-        if _checked_sha256(tflite_path) != card["tflite_sha256"]:
-            raise ModelCardError(f"{tflite_path}: content does not match the tflite_sha256 "
-                                 f"recorded in {CARD_FILE}; it was changed after export")
-        check_tflite_file(tflite_path)
+    for name_field, sha_field in LISTED_TFLITE_FIELDS:
+        if name_field in card:
+            _check_listed_file(directory, card, name_field, sha_field)
     return card
 
 
@@ -247,6 +276,8 @@ class ModelCard:
     tflite_uri: str | None = None  # same model for LiteRT, when the card lists one
     tflite_sha256: str | None = None
     tiles_needed: int = 1  # the card's photo rule; cards without one flag on any tile
+    int8_uri: str | None = None  # the int8 file, when the card lists one that passed its gate
+    int8_sha256: str | None = None
 
     @property
     def positive_index(self) -> int:
@@ -285,7 +316,15 @@ class ModelCard:
                    threshold=threshold, tile_size=int(card["tile_size"]),
                    tflite_uri=join(model_dir, card["tflite_file"])
                    if "tflite_file" in card else None,
-                   tflite_sha256=card.get("tflite_sha256"), tiles_needed=tiles_needed)
+                   tflite_sha256=card.get("tflite_sha256"), tiles_needed=tiles_needed,
+                   int8_uri=join(model_dir, card["int8_file"]) if "int8_file" in card
+                   else None, int8_sha256=card.get("int8_sha256"))
+
+    def for_int8(self) -> "ModelCard":
+        """The card as a run on the int8 file uses it. Its rows name their own model
+        version: the int8 file may change a few verdicts (within its gate), so its rows
+        must not pass for the float model's, nor be reused by ``--skip-scored`` as such."""
+        return dataclasses.replace(self, version=f"{self.version}{INT8_VERSION_SUFFIX}")
 
     def photo_probability(self, tile_probabilities: Sequence[float]) -> float:
         return photo_probability(tile_probabilities, self.tiles_needed)

@@ -31,12 +31,12 @@ from pipeline.workers import TILES_SCORED, count_here
 SCORES, FAILED = "scores", "failed"
 # The field model the package ships (LiteRT file + card, see its card for how it was made).
 SHIPPED_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_model")
-LITERT, KERAS = "litert", "keras"
-RUNTIMES = (LITERT, KERAS)
+LITERT, LITERT_INT8, KERAS = "litert", "litert-int8", "keras"
+RUNTIMES = (LITERT_INT8, LITERT, KERAS)
 # Tiles per model call, the fastest measured on CPU (bench/README.md): XNNPACK runs MobileNetV2
 # ~10% faster per image at 8 than at 32 (a batch's activations stay in cache), while Keras
 # gains up to 32 from fewer calls of its own per-call overhead.
-DEFAULT_BATCH_SIZES = {LITERT: 8, KERAS: 32}
+DEFAULT_BATCH_SIZES = {LITERT_INT8: 8, LITERT: 8, KERAS: 32}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,23 +166,29 @@ class InterpreterPerThread:
 
 
 class LiteRTTileModelHandler(TileModelHandler):
-    """``model.tflite`` on the LiteRT interpreter with XNNPACK, ``threads`` threads each.
+    """``model.tflite`` (or with ``int8``, the card's int8 file) on the LiteRT interpreter
+    with XNNPACK, ``threads`` threads each.
 
-    Rows carry the same model version as with Keras: the file is a checked conversion of
-    the card's ``model.keras`` (probabilities within 1e-4), not another model.
+    Float rows carry the same model version as with Keras: the file is a checked conversion
+    of the card's ``model.keras`` (probabilities within 1e-4), not another model. Int8 rows
+    carry the version of ``ModelCard.for_int8``, which the caller passes in ``spec``.
     """
 
-    def __init__(self, spec: ModelCard, batch_size: int, threads: int) -> None:
+    def __init__(self, spec: ModelCard, batch_size: int, threads: int,
+                 int8: bool = False) -> None:
         super().__init__(spec, batch_size)
-        if spec.tflite_uri is None or spec.tflite_sha256 is None:
-            raise ModelCardError(f"model {spec.version}: the model card lists no tflite_file")
+        uri, sha256 = ((spec.int8_uri, spec.int8_sha256) if int8
+                       else (spec.tflite_uri, spec.tflite_sha256))
+        if uri is None or sha256 is None:
+            raise ModelCardError(f"model {spec.version}: the model card lists no "
+                                 f"{'int8_file that passed its gate' if int8 else 'tflite_file'}")
+        self._uri, self._sha256 = uri, sha256
         self._threads = threads
 
     def load_model(self) -> InterpreterPerThread:
         """The interpreter reads the file from memory: no local copy on disk is needed,
         and the bytes it runs are the ones whose hash was checked."""
-        return InterpreterPerThread(read_checked(self._spec.tflite_uri,
-                                                 self._spec.tflite_sha256), self._threads)
+        return InterpreterPerThread(read_checked(self._uri, self._sha256), self._threads)
 
     def predict(self, model: InterpreterPerThread, tiles: Sequence[np.ndarray]) -> np.ndarray:
         return model.predict(tiles)
@@ -194,8 +200,8 @@ def tile_model_handler(spec: ModelCard, batch_size: int | None, runtime: str,
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
     batch_size = batch_size or DEFAULT_BATCH_SIZES[runtime]
-    if runtime == LITERT:
-        return LiteRTTileModelHandler(spec, batch_size, threads)
+    if runtime in (LITERT, LITERT_INT8):
+        return LiteRTTileModelHandler(spec, batch_size, threads, int8=runtime == LITERT_INT8)
     return KerasTileModelHandler(spec, batch_size)
 
 

@@ -28,8 +28,9 @@ from crackscan import cli, sources
 from crackscan.decode import DEFAULT_MAX_PIXELS
 from crackscan.model_card import ModelCard, ModelCardError, join
 from crackscan.tiles import default_stride
-from pipeline.inference import (DEFAULT_BATCH_SIZES, FAILED, KERAS, LITERT, RUNTIMES, SCORES,
-                                SHIPPED_MODEL_DIR, ScoreTiles, tile_model_handler)
+from pipeline.inference import (DEFAULT_BATCH_SIZES, FAILED, KERAS, LITERT, LITERT_INT8,
+                                RUNTIMES, SCORES, SHIPPED_MODEL_DIR, ScoreTiles,
+                                tile_model_handler)
 from pipeline.reading import ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPredictions
 from pipeline.records import ScoredImage, tile_rows
 from pipeline.regroup import SCORED, RegroupByImage
@@ -108,8 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "are not scored again, their rows are carried over (default: "
                              "none, every input is scored)")
     parser.add_argument("--runtime", choices=RUNTIMES,
-                        help="model runtime (default: litert when the model card lists a "
-                             ".tflite, else keras)")
+                        help="model runtime: litert-int8 runs the card's int8 .tflite (listed "
+                             "only when it passed its accuracy gate against the float model), "
+                             "litert the float .tflite, keras model.keras (default: the first "
+                             "of these the model card lists)")
     parser.add_argument("--litert-threads", type=_positive_int, metavar="N",
                         help="XNNPACK threads per LiteRT interpreter (default: the CPU count "
                              "divided among the DirectRunner's workers; 1 on other runners, "
@@ -145,7 +148,13 @@ def _matching(pattern: str) -> list[str]:
 
 
 def runtime_for(args: argparse.Namespace, spec: ModelCard) -> str:
-    """The runtime asked for, or LiteRT when the model has a .tflite (the faster one)."""
+    """The runtime asked for, or the fastest the card lists: its int8 file (listed only when
+    it passed its gate), else its float .tflite, else Keras."""
+    if args.runtime == LITERT_INT8 and spec.int8_uri is None:
+        raise SetupError(f"--runtime litert-int8: {args.model} lists no int8 model that "
+                         f"passed its accuracy gate (see int8.gate in its model card); add "
+                         f"one with python -m training.export_tflite --model {args.model} "
+                         f"--int8 DATA_DIR, or use --runtime litert")
     if args.runtime == KERAS and spec.model_uri is None:
         raise SetupError(f"--runtime keras: {args.model} holds no model.keras (a LiteRT-only "
                          f"model folder); use --runtime litert")
@@ -153,7 +162,9 @@ def runtime_for(args: argparse.Namespace, spec: ModelCard) -> str:
         raise SetupError(f"--runtime litert: {args.model} has no .tflite in its model card; "
                          f"add one with python -m training.export_tflite --model "
                          f"{args.model}, or use --runtime keras")
-    return args.runtime or (LITERT if spec.tflite_uri else KERAS)
+    if args.runtime:
+        return args.runtime
+    return LITERT_INT8 if spec.int8_uri else LITERT if spec.tflite_uri else KERAS
 
 
 def spreads_over_workers(options: PipelineOptions) -> bool:
@@ -192,7 +203,9 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
     tile_size = args.tile_size or spec.tile_size
     stride = args.tile_stride or default_stride(tile_size)
     runtime = runtime_for(args, spec)
-    if runtime == LITERT and tile_size != spec.tile_size:
+    if runtime == LITERT_INT8:
+        spec = spec.for_int8()
+    if runtime in (LITERT, LITERT_INT8) and tile_size != spec.tile_size:
         raise SetupError(f"--tile-size {tile_size}: the model's .tflite takes "
                          f"{spec.tile_size}-pixel tiles only; use --runtime keras for "
                          f"other tile sizes")

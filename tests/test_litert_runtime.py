@@ -175,28 +175,6 @@ def test_export_command_adds_a_checked_tflite_to_an_existing_model_dir(
         TFLiteClassifier(tflite_content, 1).predict(images), atol=1e-6)
 
 
-def test_int8_is_measured_on_the_test_split_and_written_only_if_usable(
-        tmp_path: Path, trained_model_dir: Path, concrete_dataset: Path, keras_model):
-    evaluated = {row["sha256"]: (row["label"], row["crack_probability"]) for row in
-                 json.loads((trained_model_dir / "test_predictions.json").read_text())}
-    card = export_tflite.export_int8(keras_model, str(tmp_path),
-                                     read_card(str(trained_model_dir)),
-                                     str(concrete_dataset), evaluated, calibration_count=32)
-    report = card["int8"]
-    manifest = json.loads((concrete_dataset / "manifest.json").read_text())
-    assert report["test_images"] == len(evaluated) == manifest["counts"]["test"]["total"]
-    assert report["calibration_images"] == 32
-    assert report["float_test_accuracy"] == pytest.approx(
-        card["metrics"]["test"]["accuracy"], abs=1e-12)
-    assert report["test_accuracy"] > 0.9, "quantisation broke the model"
-    assert report["usable"] == (report["float_test_accuracy"] - report["test_accuracy"]
-                                < 0.001)
-    written = tmp_path / "model_int8.tflite"
-    assert written.exists() == report["usable"]
-    if report["usable"]:
-        assert report["sha256"] == file_sha256(str(written))
-
-
 @pytest.mark.parametrize("flags, expected", [
     ([], os.cpu_count()),
     (["--direct_running_mode=multi_threading", "--direct_num_workers=2"],
