@@ -212,3 +212,11 @@ def test_a_tampered_int8_file_is_refused_on_the_launcher_and_the_worker(
     write_card(str(hand_edited), card)
     with pytest.raises(ModelCardError, match="int8.gate did not pass"):
         read_card(str(hand_edited))
+
+
+def test_bench_measures_both_files_at_toy_size(passed_dir: Path, fixture_dataset: Path):
+    from bench import int8
+
+    result = int8.main(["--model", str(passed_dir), "--data", str(fixture_dataset),
+                        "--seconds", "0.05", "--repeats", "1", "--threads", "1"])
+    assert "int8 / float" in result and "| concrete | 12 |" in result

@@ -95,9 +95,10 @@ def gate(scores: SplitScores, float_name: str, int8_name: str, threshold: float,
     overall = source_figures(scores.labels, float_scores, int8_scores, threshold, limits)
     return {
         "passed": all(figures["passed"] for figures in by_source.values()),
-        "rule": f"on every source's {split} windows, at the float model's threshold, int8 "
-                f"accuracy at most {limits.max_accuracy_loss:.2%} (exclusive) below the float "
-                f"file's and fewer than {limits.max_flip_rate:.2%} of its verdicts flipped",
+        "rule": f"on every source's {split} windows, at the float model's threshold: int8 "
+                f"accuracy less than {limits.max_accuracy_loss * 100:g} point below the float "
+                f"file's, and fewer than {limits.max_flip_rate:.1%} of the float file's "
+                f"verdicts flipped",
         "split": split, "threshold": threshold,
         "max_accuracy_loss": limits.max_accuracy_loss, "max_flip_rate": limits.max_flip_rate,
         "by_source": by_source,
