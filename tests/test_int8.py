@@ -8,7 +8,6 @@ verdicts mean something; real pipeline runs for the scorer's choice.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import keras
@@ -20,6 +19,8 @@ from pipeline.inference import LITERT, LITERT_INT8, LiteRTTileModelHandler
 from pipeline.score import SetupError, run, runtime_for
 from training import export_tflite, input_pipeline, int8_export
 from training.int8_gate import GateLimits, SplitScores, gate
+
+from scoring_helpers import read_predictions
 
 TILE = 227  # the checked-in patches' size
 
@@ -168,11 +169,6 @@ def test_the_scorer_takes_the_int8_file_by_default_only_when_it_passed(
             runtime_for(runtime_args(folder, LITERT_INT8), spec)
 
 
-def predictions(out: Path) -> dict[str, dict]:
-    return {row["uri"]: row for shard in sorted(out.glob("predictions-*.csv"))
-            for row in csv.DictReader(shard.open(newline=""))}
-
-
 def test_pipeline_runs_the_int8_file_by_default_and_the_float_one_on_request(
         tmp_path: Path, passed_dir: Path, fixture_concrete_dir: Path):
     inputs = sorted(fixture_concrete_dir.glob("*/*.jpg"))[::6]
@@ -180,7 +176,8 @@ def test_pipeline_runs_the_int8_file_by_default_and_the_float_one_on_request(
     argv += ["--model", str(passed_dir)]
     run(argv + ["--output", str(tmp_path / "default")])
     run(argv + ["--output", str(tmp_path / "float"), "--runtime", "litert"])
-    on_int8, on_float = predictions(tmp_path / "default"), predictions(tmp_path / "float")
+    on_int8 = read_predictions(tmp_path / "default")
+    on_float = read_predictions(tmp_path / "float")
     assert sorted(on_int8) == sorted(on_float) == sorted(str(path) for path in inputs)
     version = read_card(str(passed_dir))["model_sha256"][:12]
     assert {row["model_version"] for row in on_int8.values()} == {f"{version}-int8"}

@@ -5,7 +5,6 @@ Real data throughout: the session's trained model, shared concrete images and ti
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import threading
@@ -25,6 +24,8 @@ from pipeline.inference import InterpreterPerThread, read_checked
 from pipeline.score import SetupError, build_parser, litert_threads, run
 from crackscan.tiles import default_stride, plan_tiles
 from training import export_tflite
+
+from scoring_helpers import read_predictions
 
 SURVEY_PHOTO = Path("data/survey/crack/CRACK500_20160328_153612_1281_1081.jpg")
 PARITY = 1e-4
@@ -99,11 +100,6 @@ def test_each_thread_gets_its_own_interpreter_with_the_same_results(
     for outputs in results.values():
         for output in outputs:
             np.testing.assert_array_equal(output, expected[:len(output)])
-
-
-def read_predictions(out: Path) -> dict[str, dict]:
-    return {row["uri"]: row for shard in sorted(out.glob("predictions-*.csv"))
-            for row in csv.DictReader(shard.open(newline=""))}
 
 
 def test_pipeline_on_litert_and_keras_gives_the_same_rows(
