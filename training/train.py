@@ -31,14 +31,9 @@ log = logging.getLogger("crackscan.train")
 
 
 def callbacks(output: str, stage: str, patience: int) -> list[keras.callbacks.Callback]:
-    """Early stopping on the balanced validation loss, and before it gives up, a smaller
-    step: an epoch that does not improve cuts the learning rate to a third, because the
-    field data's validation loss swings from epoch to epoch at a fixed rate."""
     return [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True, verbose=1),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=1 / 3, patience=1,
-                                          min_lr=1e-7, verbose=1),
         keras.callbacks.TensorBoard(log_dir=posixpath.join(output, "logs", stage)),
         keras.callbacks.ModelCheckpoint(
             posixpath.join(output, "checkpoints", f"{stage}-best.weights.h5"),
