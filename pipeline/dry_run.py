@@ -42,7 +42,8 @@ PARALLELISM = (
     ("ReadInputs/Read", "archive members and files: each zip slice and plain file is read by "
                         "the worker it landed on"),
     ("DecodeAndTile", "images: each decoded and tiled on the worker that read it; its tiles "
-                      "stay there (spreading them did not pay, bench/README.md)"),
+                      "stay there (shuffling their pixels cost more than spreading them "
+                      "gained, bench/README.md section 6)"),
     ("ScoreTiles", "tiles: in batches, on the worker that tiled their image"),
     ("RegroupByImage", "images: a shuffle by uri brings an image's tile scores together"),
     ("Summarize", "one summary: counts combined from every worker"),
