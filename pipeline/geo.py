@@ -17,6 +17,11 @@ from xml.sax.saxutils import escape
 GEOJSON_FILE, KML_FILE = "cracks.geojson", "cracks.kml"
 # KML colours are aabbggrr: opaque red-orange for a crack, green for an intact surface.
 KML_COLORS = {"crack": "ff0f48d9", "intact": "ff3e8a2b"}
+# A flat earth near one spot: metres per degree of latitude, and of longitude at the
+# equator (times the cosine of the latitude elsewhere); within 0.5% over the whole globe,
+# and what both the sample flight and the report's map measure distances with.
+METRES_PER_DEGREE_LATITUDE = 110_574.0
+METRES_PER_DEGREE_LONGITUDE_AT_EQUATOR = 111_320.0
 POINT_FIELDS = ("uri", "label", "crack_probability", "tiles", "positive_tiles",
                 "captured_at", "altitude_m", "camera_model")
 

@@ -9,7 +9,7 @@ import csv
 import io
 import json
 import posixpath
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from crackscan.photo_metadata import COLUMNS as METADATA_FIELDS
 from crackscan.photo_metadata import TEXT_COLUMNS, PhotoMetadata
@@ -95,15 +95,19 @@ def csv_header() -> str:
     return ",".join(PREDICTION_FIELDS)
 
 
-def csv_line(row: dict[str, Any]) -> str:
-    """One CSV record without its line end. The writer quotes a field that holds any
-    character of its line terminator, so the terminator is the usual one, cut off after:
-    with an empty one a carriage return or newline in a field would not be quoted and the
-    record would split across lines."""
+def csv_record(values: Iterable[Any]) -> str:
+    """One CSV record without its line end; ``None`` is an empty field. The writer quotes a
+    field that holds any character of its line terminator, so the terminator is the usual
+    one, cut off after: with an empty one a carriage return or newline in a field would not
+    be quoted and the record would split across lines."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(
-        [row[field] for field in PREDICTION_FIELDS])
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
     return buffer.getvalue()[:-2]
+
+
+def csv_line(row: dict[str, Any]) -> str:
+    """A prediction row as one CSV record, in ``PREDICTION_FIELDS`` order."""
+    return csv_record(row[field] for field in PREDICTION_FIELDS)
 
 
 def _typed(row: dict[str, Any]) -> dict[str, Any]:

@@ -19,11 +19,9 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
+from pipeline.report_map import PROBABILITY_COLORMAP as HEAT_COLORMAP
 from pipeline.report_map import card_id, survey_map
 
-# Perceptually uniform and dark-to-bright, so "more yellow" reads as "more likely a crack"
-# even in greyscale print-outs, and it stands out against grey concrete and asphalt.
-HEAT_COLORMAP = "inferno"
 # Strong enough to see the heat, weak enough to still see the crack underneath it.
 HEAT_ALPHA = 0.45
 # Below this probability a tile is left untinted: painting near-zero scores would veil the

@@ -15,14 +15,16 @@ from typing import Any, Iterable
 
 from matplotlib import colormaps
 
-# The heat maps' colormap, so one colour means one probability throughout the report.
-MAP_COLORMAP = "inferno"
+from pipeline.geo import METRES_PER_DEGREE_LATITUDE, METRES_PER_DEGREE_LONGITUDE_AT_EQUATOR
+
+# One colormap for a crack probability throughout the report (heat maps and map): perceptually
+# uniform and dark-to-bright, so "more yellow" reads as "more likely a crack" even in greyscale
+# print-outs, and it stands out against grey concrete and asphalt.
+PROBABILITY_COLORMAP = "inferno"
 WIDTH, HEIGHT, MARGIN = 960, 560, 36
 # Points beyond this are not drawn (the most likely cracks are kept): a page of a million
 # SVG circles would not open; the GeoJSON holds them all.
 MAX_MAP_POINTS = 20_000
-METRES_PER_DEGREE_LATITUDE = 110_574.0
-METRES_PER_DEGREE_LONGITUDE_AT_EQUATOR = 111_320.0
 
 
 def card_id(uri: str) -> str:
@@ -31,7 +33,7 @@ def card_id(uri: str) -> str:
 
 
 def _color(probability: float) -> str:
-    red, green, blue = (round(c * 255) for c in colormaps[MAP_COLORMAP](
+    red, green, blue = (round(c * 255) for c in colormaps[PROBABILITY_COLORMAP](
         min(max(probability, 0.0), 1.0))[:3])
     return f"#{red:02x}{green:02x}{blue:02x}"
 

@@ -34,15 +34,15 @@ interpolation baked in.
 Photos are read again by uri with :func:`crackscan.sources.read_items`, the reader behind
 :func:`crackscan.sources.read_uri` (which the report's thumbnails use), and decoded with
 :func:`crackscan.decode.decode_rgb` as scoring did. The photos of one archive are grouped
-and read in one pass over it: ``read_uri`` per member would inflate every member before it
-each time, quadratic in the archive's size. A photo that cannot be read, decoded or written
+and read in one pass over it: nearly every scored photo has tiles to export, and ``read_uri``
+per member of a tar would read every member before it each time, quadratic in the tar's
+size. A photo that cannot be read, decoded or written
 is counted (``review_photos_failed``) and logged with its uri and reason; it never fails the
 run, whose predictions are already complete without it. Photos carried over by
 ``--skip-scored`` have no tile scores in this run, so none of their tiles are exported.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import logging
@@ -60,7 +60,7 @@ from PIL import Image
 from crackscan.decode import decode_rgb
 from crackscan.model_card import join
 from crackscan.sources import is_archive, read_items, read_uri, split_uri
-from pipeline.records import ScoredImage, TileScore
+from pipeline.records import ScoredImage, TileScore, csv_record
 from pipeline.summary import write_atomically
 
 REVIEW_FILE = "review.csv"
@@ -113,14 +113,6 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def csv_line(values: Iterable[Any]) -> str:
-    """One CSV record without its line end; ``None`` (no GPS) is an empty field. The
-    terminator is the usual one, cut off after, so a field holding a line break is quoted."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(values)
-    return buffer.getvalue()[:-2]
 
 
 def existing_export(directory: str) -> str | None:
@@ -210,10 +202,10 @@ class WriteReviewTilesFn(beam.DoFn):
         name = tile_file_name(row["uri"], tile.tile)
         write_atomically(join(self._directory, f"{UNSORTED}/{name}"),
                          png_bytes(rgb[y0:y1, x0:x1]))
-        return (csv_line([name, row["uri"], tile.tile, x0, y0, x1, y1,
+        return (csv_record([name, row["uri"], tile.tile, x0, y0, x1, y1,
                           tile.crack_probability, row["threshold"], row["label"],
                           row.get("latitude"), row.get("longitude")]),
-                csv_line([posixpath.splitext(name)[0], row["sha256"]]))
+                csv_record([posixpath.splitext(name)[0], row["sha256"]]))
 
 
 class ExportReview(beam.PTransform):

@@ -25,6 +25,7 @@ from PIL import ExifTags, Image, TiffImagePlugin
 
 from crackscan import cli
 from pipeline.demo import PHOTOS_DIR, read_truth
+from pipeline.geo import METRES_PER_DEGREE_LATITUDE, METRES_PER_DEGREE_LONGITUDE_AT_EQUATOR
 
 # An illustrative flight: a south-western start so both signs of the conversion are shown,
 # 6 m between shots along a deck heading 63 degrees east of north, one shot every 4 s.
@@ -34,8 +35,6 @@ START = datetime.datetime(2026, 11, 30, 21, 14, 5,
                           tzinfo=datetime.timezone(datetime.timedelta(hours=-3)))
 SECONDS_BETWEEN_SHOTS = 4
 CAMERA_MAKE, CAMERA_MODEL = "crackscan", "sample survey (illustrative positions)"
-METRES_PER_DEGREE_LATITUDE = 110_574.0
-METRES_PER_DEGREE_LONGITUDE_AT_EQUATOR = 111_320.0
 # Seconds of arc to 1e-5: 3e-9 degrees, far below the 1e-6 the outputs are checked to.
 SECONDS_DENOMINATOR = 100_000
 

@@ -125,10 +125,10 @@ def balanced_validation(data_dir: str, split: str, image_size: int, batch_size: 
     walls; weighted, it is the one best across sources, as the threshold rule judges.
     """
     counts = read_manifest(data_dir)["counts_by_source"][split]
-    total = sum(counts[source].get(CLASS_NAMES[label], 0)
-                for source, label in stream_weights(counts))
+    shares = stream_weights(counts)
+    total = sum(counts[source][CLASS_NAMES[label]] for source, label in shares)
     keys, values = [], []
-    for (source, label), share in stream_weights(counts).items():
+    for (source, label), share in shares.items():
         keys.append(f"{source}/{label}")
         values.append(share * total / counts[source][CLASS_NAMES[label]])
     table = tf.lookup.StaticHashTable(
