@@ -177,6 +177,29 @@ def test_sampling_weights_halve_the_classes_and_share_them_among_sources():
                        ("lab", 1): pytest.approx(1 / 6)}
 
 
+def test_source_weights_give_a_source_more_of_its_class_and_refuse_unknown_names():
+    counts = {"lab": {"Negative": 100, "Positive": 100}, "drone": {"Negative": 5, "Positive": 50},
+              "bricks": {"Negative": 0, "Positive": 30}}
+    weights = input_pipeline.stream_weights(counts, {"drone": 2})
+    assert weights == {("bricks", 1): pytest.approx(1 / 8), ("drone", 0): pytest.approx(1 / 3),
+                       ("drone", 1): pytest.approx(1 / 4), ("lab", 0): pytest.approx(1 / 6),
+                       ("lab", 1): pytest.approx(1 / 8)}
+    assert sum(weights.values()) == pytest.approx(1)
+    with pytest.raises(input_pipeline.DataError, match="drones: no such source"):
+        input_pipeline.stream_weights(counts, {"drones": 2})
+
+
+def test_source_weight_flag_takes_name_and_positive_number():
+    from training import train
+
+    args = train.parser().parse_args(["--data", "d", "--output", "o",
+                                      "--source-weight", "uavcrack=2.5"])
+    assert args.source_weight == [("uavcrack", 2.5)]
+    for bad in ("uavcrack", "uavcrack=0", "=2", "uavcrack=x"):
+        with pytest.raises(SystemExit):
+            train.parser().parse_args(["--data", "d", "--output", "o", "--source-weight", bad])
+
+
 def test_training_batches_are_balanced_whatever_the_split_holds(fixture_concrete_dir,
                                                                 tmp_path):
     from training import build_dataset

@@ -83,24 +83,33 @@ def _parsed(data_dir: str, split: str) -> tf.data.Dataset:
         tfrecords.parse, num_parallel_calls=AUTOTUNE)
 
 
-def stream_weights(counts_by_source: dict[str, dict]) -> dict[tuple[str, int], float]:
+def stream_weights(counts_by_source: dict[str, dict],
+                   source_weights: dict[str, float] | None = None
+                   ) -> dict[tuple[str, int], float]:
     """Sampling weight of each (source, class) stream with examples: each class half the
-    mass, shared equally among the sources that have it."""
+    mass, shared among the sources that have it in proportion to ``source_weights``
+    (default 1 each), so that a source closer to the product's use can count for more."""
+    source_weights = source_weights or {}
+    unknown = sorted(set(source_weights) - set(counts_by_source))
+    if unknown:
+        raise DataError(f"source weight for {', '.join(unknown)}: no such source in the data "
+                        f"set (it has {', '.join(sorted(counts_by_source))})")
     streams = [(source, label) for source, counts in sorted(counts_by_source.items())
                for label, name in enumerate(CLASS_NAMES) if counts.get(name, 0) > 0]
-    per_class = {label: sum(1 for _, l in streams if l == label) for label in (0, 1)}
+    weight = {source: source_weights.get(source, 1.0) for source, _ in streams}
+    per_class = {label: sum(weight[s] for s, l in streams if l == label) for label in (0, 1)}
     present = [label for label in (0, 1) if per_class[label]]
-    return {(source, label): 1.0 / len(present) / per_class[label]
+    return {(source, label): weight[source] / len(present) / per_class[label]
             for source, label in streams}
 
 
-def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int
-                   ) -> tf.data.Dataset:
+def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int,
+                   source_weights: dict[str, float] | None = None) -> tf.data.Dataset:
     """Endless augmented training batches, balanced over sources and classes."""
     counts = read_manifest(data_dir)["counts_by_source"]["train"]
     parsed = _parsed(data_dir, "train")
     streams, weights = [], []
-    for (source, label), weight in stream_weights(counts).items():
+    for (source, label), weight in stream_weights(counts, source_weights).items():
         stream = parsed.filter(lambda e, s=source, l=label: tf.logical_and(
             tf.equal(e["image/source"], s), tf.equal(e["image/label"], l)))
         streams.append(stream.cache().shuffle(STREAM_SHUFFLE, seed=seed,
@@ -115,8 +124,8 @@ def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int
     return ds.prefetch(AUTOTUNE)
 
 
-def balanced_validation(data_dir: str, split: str, image_size: int, batch_size: int
-                        ) -> tf.data.Dataset:
+def balanced_validation(data_dir: str, split: str, image_size: int, batch_size: int,
+                        source_weights: dict[str, float] | None = None) -> tf.data.Dataset:
     """Batches of (images, labels, weights) where each (source, class) carries the share of
     the loss it has in a training batch.
 
@@ -125,7 +134,7 @@ def balanced_validation(data_dir: str, split: str, image_size: int, batch_size: 
     walls; weighted, it is the one best across sources, as the threshold rule judges.
     """
     counts = read_manifest(data_dir)["counts_by_source"][split]
-    shares = stream_weights(counts)
+    shares = stream_weights(counts, source_weights)
     total = sum(counts[source][CLASS_NAMES[label]] for source, label in shares)
     keys, values = [], []
     for (source, label), share in shares.items():
@@ -147,15 +156,17 @@ def balanced_validation(data_dir: str, split: str, image_size: int, batch_size: 
 
 def dataset(data_dir: str, split: str, image_size: int, batch_size: int,
             training: bool = False, seed: int = 0, with_meta: bool = False,
-            whole_photos: bool = False) -> tf.data.Dataset:
+            whole_photos: bool = False, source_weights: dict[str, float] | None = None
+            ) -> tf.data.Dataset:
     """Batches of (float 0-255 RGB images, labels), in file order unless ``training``.
 
-    ``training`` gives :func:`balanced_train`'s endless batches. ``with_meta`` adds a dict
+    ``training`` gives :func:`balanced_train`'s endless batches (``source_weights`` as in
+    :func:`stream_weights`). ``with_meta`` adds a dict
     of source, sha256, photo and label per example; ``whole_photos`` keeps the windows the
     labelling rule left out (label -1), so that photos can be judged whole.
     """
     if training:
-        return balanced_train(data_dir, image_size, batch_size, seed)
+        return balanced_train(data_dir, image_size, batch_size, seed, source_weights)
     ds = _parsed(data_dir, split)
     if not whole_photos:
         ds = ds.filter(lambda e: e["image/label"] >= 0)

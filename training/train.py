@@ -106,10 +106,12 @@ def predict_whole(model: keras.Model, args: argparse.Namespace, split: str
     return whole, whole.subset(whole.labels >= 0)
 
 
-def training_sources(manifest: dict) -> list[dict]:
-    """What the model learnt from, with each source's licence, for its card."""
+def training_sources(manifest: dict, source_weights: dict[str, float]) -> list[dict]:
+    """What the model learnt from, with each source's licence and sampling weight, for its
+    card."""
     return [{"name": s["name"], "kind": s["kind"], "photos": s["photos"],
              "licence": s.get("licence") or "not stated; see the source's origin",
+             "sampling_weight": source_weights.get(s["name"], 1.0),
              "examples": {split: manifest["counts_by_source"][split][s["name"]]
                           for split in ("train", "val", "test")}}
             for s in manifest["sources"]]
@@ -122,12 +124,14 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     manifest = input_pipeline.read_manifest(args.data)
     class_names = manifest["class_names"]
     tf.io.gfile.makedirs(args.output)
+    source_weights = dict(args.source_weight)
     train_ds = input_pipeline.dataset(args.data, "train", args.image_size, args.batch_size,
-                                      training=True, seed=args.seed)
+                                      training=True, seed=args.seed,
+                                      source_weights=source_weights)
     steps = args.steps_per_epoch or max(1, manifest["counts"]["train"]["total"]
                                         // args.batch_size)
     val_ds = input_pipeline.balanced_validation(args.data, "val", args.image_size,
-                                                args.batch_size)
+                                                args.batch_size, source_weights)
     model, base = model_lib.build(args.image_size, args.weights, args.dropout,
                                   len(class_names))
     stages = {"stage1": fit_stage(model, "stage1", train_ds, val_ds, args, args.epochs,
@@ -207,7 +211,7 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
         "data": {"fingerprint": manifest["source_fingerprint"], "source": manifest["source"],
                  "counts": manifest["counts"], "window_rule": manifest["options"].get(
                      "window_rule"), "split_rule": manifest["options"]["split_rule"]},
-        "training_sources": training_sources(manifest),
+        "training_sources": training_sources(manifest, dict(args.source_weight)),
         "reproduce": [manifest.get("command"), "python -m training.train " + " ".join(
             shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))],
     }
@@ -256,6 +260,19 @@ def tile_size(manifest: dict, image_size: int) -> int:
     return image_size
 
 
+def source_weight(text: str) -> tuple[str, float]:
+    """``NAME=W`` with W a positive number, for ``--source-weight``."""
+    name, _, weight = text.partition("=")
+    try:
+        value = float(weight)
+    except ValueError:
+        value = 0.0
+    if not name or not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=W with W a positive "
+                                         f"number, e.g. uavcrack=2")
+    return name, value
+
+
 def parser() -> argparse.ArgumentParser:
     p = cli.command_parser("training.train", __doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder written by training.build_dataset")
@@ -286,6 +303,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="training batches per epoch; batches are drawn balanced from an "
                         "endless stream (default: as many as the train split holds)")
+    p.add_argument("--source-weight", action="append", default=[], type=source_weight,
+                   metavar="NAME=W",
+                   help="a source's share of each class in training batches and in the "
+                        "validation loss, relative to 1 for the others; repeatable (default: "
+                        "every source 1)")
     p.add_argument("--seed", type=int, default=1337,
                    help="seed of weights, sampling and augmentation (default: 1337)")
     p.add_argument("--int8", action="store_true",
