@@ -21,6 +21,18 @@ class TilingError(ValueError):
     """An image that decodes but cannot be cut into tiles within the pixel limit."""
 
 
+# An image at most this much larger than a tile (an eighth: 252 px for 224 px tiles) is scored
+# whole, shrunk into one tile, as training resizes a class-folder image: the 227 px lab
+# patches would otherwise be four tiles 3 px apart, four model calls on the same pixels.
+# Shrinking by at most 1/9 is well inside the +-20% zoom the model is trained under.
+ONE_TILE_SLACK = 0.125
+
+
+def fits_one_tile(width: int, height: int, tile_size: int) -> bool:
+    limit = int(tile_size * (1 + ONE_TILE_SLACK))
+    return width <= limit and height <= limit
+
+
 # A 57-pixel short side fills a 227-pixel tile at 4x; narrower strips that also need more
 # than one tile hold too little of a surface to judge, at a cost that grows as they narrow.
 MAX_STRETCH = 4
@@ -73,9 +85,9 @@ def _starts(length: int, tile_size: int, stride: int) -> list[int]:
 class TilePlan:
     """Where the tiles of one image lie, on the canvas they are cut from and on the original.
 
-    The canvas is the image itself, or the image resized when it is smaller than a tile in
-    some dimension: scored whole when it fits in one tile, otherwise scaled up until its
-    short side fills a tile.
+    The canvas is the image itself, or the image resized: to one tile when it is at most
+    :data:`ONE_TILE_SLACK` larger than a tile (or smaller), scored whole; otherwise, when it is
+    smaller than a tile in one dimension, scaled up until its short side fills a tile.
     """
 
     width: int
@@ -127,7 +139,7 @@ class TilePlan:
 
 def plan_tiles(width: int, height: int, tile_size: int, stride: int,
                max_pixels: int, max_tiles: int = DEFAULT_MAX_TILES) -> TilePlan:
-    if width <= tile_size and height <= tile_size:
+    if fits_one_tile(width, height, tile_size):
         canvas_width = canvas_height = tile_size
     elif min(width, height) < tile_size:
         # Integer arithmetic so the short side is exactly one tile, whatever the ratio.

@@ -54,6 +54,16 @@ def test_a_small_image_is_scored_whole_resized_to_the_tile():
     assert boxes(100, 150) == [(0, 0, 100, 150)]
 
 
+def test_an_image_up_to_an_eighth_larger_than_a_tile_is_one_tile_not_four():
+    # The lab patches are 227 px; at 224 px tiles they would be four tiles 3 px apart.
+    plan = plan_tiles(227, 227, 224, default_stride(224), LIMIT)
+    assert (plan.canvas_width, plan.canvas_height, plan.count) == (224, 224, 1)
+    assert boxes(227, 227, 224, default_stride(224)) == [(0, 0, 227, 227)]
+    assert plan_tiles(252, 240, 224, default_stride(224), LIMIT).count == 1
+    assert plan_tiles(253, 220, 224, default_stride(224), LIMIT).count == 2
+    assert plan_tiles(256, 256, 224, default_stride(224), LIMIT).count == 4
+
+
 def test_grid_ends_on_the_image_edge_with_full_size_tiles():
     tile_boxes = boxes(448, 448)
     assert len(tile_boxes) == 9
