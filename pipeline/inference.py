@@ -28,7 +28,7 @@ from crackscan.tflite_model import TFLiteClassifier  # imports LiteRT only when 
 from pipeline.records import TileKey, TileScore, probability
 from pipeline.workers import TILES_SCORED, count_here
 
-SCORES, FAILED = "scores", "failed"
+SCORES, FAILED, SINGLE = "scores", "failed", "single"
 # The field model the package ships (LiteRT file + card, see its card for how it was made).
 SHIPPED_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_model")
 LITERT, LITERT_INT8, KERAS = "litert", "litert-int8", "keras"
@@ -209,8 +209,12 @@ def _tile_score(key: TileKey, result: PredictionResult
                 ) -> Iterator[tuple[str, TileScore] | TaggedOutput]:
     if isinstance(result.inference, TileFailure):
         yield TaggedOutput(FAILED, (key.uri, result.inference.reason))
+        return
+    score = TileScore(key.tile, key.box, probability(result.inference))
+    if key.info is not None:
+        yield TaggedOutput(SINGLE, (key.info, score))
     else:
-        yield key.uri, TileScore(key.tile, key.box, probability(result.inference))
+        yield key.uri, score
 
 
 def _failed_images(failure: tuple[list[tuple[TileKey, np.ndarray]], tuple]
@@ -228,7 +232,9 @@ def _failed_images(failure: tuple[list[tuple[TileKey, np.ndarray]], tuple]
 
 
 class ScoreTiles(beam.PTransform):
-    """``(TileKey, pixels)`` to ``{"scores": (uri, TileScore), "failed": (uri, reason)}``.
+    """``(TileKey, pixels)`` to ``{"scores": (uri, TileScore), "single": (ImageInfo,
+    TileScore), "failed": (uri, reason)}``; ``single`` holds the images of one tile, whose
+    key carries their info.
 
     Nothing that fails here fails the job: a tile the model fails on alone fails its image
     only, and a batch that fails outside the model fails the images with a tile in it. An
@@ -243,10 +249,11 @@ class ScoreTiles(beam.PTransform):
         results, dead_letters = (
             tiles | "RunInference" >> RunInference(self._handler).with_exception_handling())
         per_tile = results | "ByImage" >> beam.FlatMapTuple(_tile_score).with_outputs(
-            FAILED, main=SCORES)
+            FAILED, SINGLE, main=SCORES)
         failed_batches = dead_letters.failed_inferences | "FailedBatches" >> beam.FlatMap(
             _failed_images)
         return {
             SCORES: per_tile[SCORES],
+            SINGLE: per_tile[SINGLE],
             FAILED: (per_tile[FAILED], failed_batches) | "AllFailed" >> beam.Flatten(),
         }

@@ -49,12 +49,17 @@ class ImageInfo(NamedTuple):
 
 
 class TileKey(NamedTuple):
-    """Identifies a tile through RunInference; ``box`` is in original image pixels."""
+    """Identifies a tile through RunInference; ``box`` is in original image pixels.
+
+    The only tile of an image carries the image's ``info``: its score alone is the verdict,
+    so it needs no regrouping with an info sent separately.
+    """
 
     uri: str
     tile: int
     box: tuple[int, int, int, int]
     tiles: int
+    info: ImageInfo | None = None
 
 
 class TileScore(NamedTuple):

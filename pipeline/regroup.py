@@ -2,6 +2,8 @@
 
 An image is scored only when every one of its tiles came back from the model: a verdict on
 part of a photo could call a cracked wall intact, so such an image becomes an error row.
+An image of one tile (every lab patch, every small photo) has its verdict in its one score
+and needs no group by key.
 """
 from __future__ import annotations
 
@@ -24,14 +26,54 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class AssembleImageFn(beam.DoFn):
-    """``(uri, {"info", "scores", "failed"})`` to a ``ScoredImage`` or an inference error."""
+def scored_image(spec: ModelCard, info: ImageInfo, scores: list[TileScore]) -> ScoredImage:
+    """The verdict row of an image all of whose tiles were scored, in tile order."""
+    threshold = spec.threshold
+    # The rounded probabilities decide, so anyone can recompute a label from the rows.
+    crack_probability = spec.photo_probability([s.crack_probability for s in scores])
+    row = {
+        "uri": info.uri,
+        "label": spec.label(crack_probability),
+        "crack_probability": crack_probability,
+        "threshold": threshold,
+        "width": info.width,
+        "height": info.height,
+        "tiles": info.tiles,
+        "positive_tiles": sum(s.crack_probability >= threshold for s in scores),
+        "model_version": spec.version,
+        "scored_at": utc_now(),
+        "sha256": info.sha256,
+        **info.metadata.columns(),
+    }
+    return ScoredImage(row, tuple(scores))
+
+
+class _Assemble(beam.DoFn):
+    """Counts and logs the images assembled into verdicts in this worker."""
 
     def __init__(self, spec: ModelCard) -> None:
         self._spec = spec
         self._scored = Metrics.counter("crackscan", "scored_by_model")
-        self._failed = Metrics.counter("crackscan", "failed_inference")
         self._count = 0
+
+    def _verdict(self, info: ImageInfo, scores: list[TileScore]) -> ScoredImage:
+        self._scored.inc()
+        self._count += 1
+        if self._count % LOG_EVERY == 0:
+            logging.info("assembled %d images so far in this worker", self._count)
+        return scored_image(self._spec, info, scores)
+
+
+class AssembleImageFn(_Assemble):
+    """``(uri, {"info", "scores", "failed"})`` to a ``ScoredImage`` or an inference error.
+
+    An image of one tile whose tile failed arrives here without an info (it rode in the
+    tile's key): its failures alone make its error row.
+    """
+
+    def __init__(self, spec: ModelCard) -> None:
+        super().__init__(spec)
+        self._failed = Metrics.counter("crackscan", "failed_inference")
 
     def process(self, grouped: tuple[str, dict[str, Iterable]]
                 ) -> Iterator[ScoredImage | TaggedOutput]:
@@ -39,52 +81,44 @@ class AssembleImageFn(beam.DoFn):
         infos: list[ImageInfo] = list(groups["info"])
         scores: list[TileScore] = sorted(groups["scores"])
         failures = sorted(set(groups["failed"]))
-        if len(infos) != 1:
-            # Tiling emits exactly one info per uri before its tiles; anything else is a bug
-            # that would make the accounting lie, so the run stops here.
-            raise RuntimeError(f"{uri}: {len(infos)} image records reached regrouping")
-        info = infos[0]
-        self._count += 1
-        if self._count % LOG_EVERY == 0:
-            logging.info("assembled %d images so far in this worker", self._count)
-        if failures or [s.tile for s in scores] != list(range(info.tiles)):
+        if len(infos) > 1 or not (infos or failures) or (scores and not infos):
+            # Tiling emits exactly one info per uri of several tiles, before its tiles;
+            # anything else is a bug that would make the accounting lie: the run stops here.
+            raise RuntimeError(f"{uri}: {len(infos)} image records and {len(scores)} tile "
+                               f"scores reached regrouping")
+        if failures or [s.tile for s in scores] != list(range(infos[0].tiles)):
             self._failed.inc()
             reason = "; ".join(failures) or (
-                f"model returned {len(scores)} tile results for {info.tiles} tiles")
+                f"model returned {len(scores)} tile results for {infos[0].tiles} tiles")
             yield TaggedOutput(ERRORS, error_row(uri, "inference", reason))
             return
-        self._scored.inc()
-        threshold = self._spec.threshold
-        # The rounded probabilities decide, so anyone can recompute a label from the rows.
-        crack_probability = self._spec.photo_probability([s.crack_probability
-                                                          for s in scores])
-        row = {
-            "uri": uri,
-            "label": self._spec.label(crack_probability),
-            "crack_probability": crack_probability,
-            "threshold": threshold,
-            "width": info.width,
-            "height": info.height,
-            "tiles": info.tiles,
-            "positive_tiles": sum(s.crack_probability >= threshold for s in scores),
-            "model_version": self._spec.version,
-            "scored_at": utc_now(),
-            "sha256": info.sha256,
-            **info.metadata.columns(),
-        }
-        yield ScoredImage(row, tuple(scores))
+        yield self._verdict(infos[0], scores)
+
+
+class AssembleSingleTileFn(_Assemble):
+    """``(ImageInfo, TileScore)`` of an image of one tile to its ``ScoredImage``."""
+
+    def process(self, scored: tuple[ImageInfo, TileScore]) -> Iterator[ScoredImage]:
+        info, score = scored
+        yield self._verdict(info, [score])
 
 
 class RegroupByImage(beam.PTransform):
-    """``{"info", "scores", "failed"}`` keyed by uri to ``{"scored", "errors"}``."""
+    """``{"info", "scores", "failed"}`` keyed by uri, and ``"single"`` (ImageInfo,
+    TileScore) pairs, to ``{"scored", "errors"}``. Only images of several tiles, and failed
+    ones, pass through the group by key."""
 
     def __init__(self, spec: ModelCard) -> None:
         super().__init__()
         self._spec = spec
 
-    def expand(self, keyed: dict[str, beam.PCollection]) -> dict[str, beam.PCollection]:
+    def expand(self, inputs: dict[str, beam.PCollection]) -> dict[str, beam.PCollection]:
+        keyed = {name: inputs[name] for name in ("info", "scores", "failed")}
         outputs = (keyed
                    | "GroupByUri" >> beam.CoGroupByKey()
                    | "Assemble" >> beam.ParDo(AssembleImageFn(self._spec)).with_outputs(
                        ERRORS, main=SCORED))
-        return {SCORED: outputs[SCORED], ERRORS: outputs[ERRORS]}
+        single = inputs["single"] | "AssembleSingleTile" >> beam.ParDo(
+            AssembleSingleTileFn(self._spec))
+        scored = (outputs[SCORED], single) | "AllScored" >> beam.Flatten()
+        return {SCORED: scored, ERRORS: outputs[ERRORS]}

@@ -29,7 +29,7 @@ from crackscan.decode import DEFAULT_MAX_PIXELS
 from crackscan.model_card import ModelCard, ModelCardError, join
 from crackscan.tiles import default_stride
 from pipeline.inference import (DEFAULT_BATCH_SIZES, FAILED, KERAS, LITERT, LITERT_INT8,
-                                RUNTIMES, SCORES, SHIPPED_MODEL_DIR, ScoreTiles,
+                                RUNTIMES, SCORES, SHIPPED_MODEL_DIR, SINGLE, ScoreTiles,
                                 tile_model_handler)
 from pipeline.reading import ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPredictions
 from pipeline.records import ScoredImage, tile_rows
@@ -255,6 +255,7 @@ def build(pipeline: beam.Pipeline, facts: RunConfig) -> None:
     inferred = tiled[TILES] | "ScoreTiles" >> ScoreTiles(handler)
     assembled = ({"info": tiled[INFOS] | "KeyByUri" >> beam.Map(lambda info: (info.uri, info)),
                   "scores": inferred[SCORES],
+                  "single": inferred[SINGLE],
                   "failed": inferred[FAILED]}
                  | "RegroupByImage" >> RegroupByImage(spec))
     carried = read[REUSED] | "CarryReused" >> beam.Map(lambda row: ScoredImage(row, ()))

@@ -27,8 +27,9 @@ TILES, INFOS, ERRORS = "tiles", "infos", "errors"
 class DecodeAndTileFn(beam.DoFn):
     """``SourceImage`` -> ``(TileKey, pixels)`` tiles, plus its ``ImageInfo`` or an error.
 
-    The info leaves before the first tile and only once every step that can fail for this
-    image has passed, so an image has either an info and all its tiles, or one error row.
+    The info leaves before the first tile, or inside the key of an image's only tile, and
+    only once every step that can fail for this image has passed, so an image has either an
+    info and all its tiles, or one error row.
     Metadata that cannot be trusted is left out of the info, counted and logged, never a
     reason to fail the image.
     """
@@ -63,8 +64,13 @@ class DecodeAndTileFn(beam.DoFn):
             yield TaggedOutput(ERRORS, error_row(image.uri, "tile", message))
             return
         del rgb  # When the canvas is a resized copy, the original can go while tiles stream.
-        yield TaggedOutput(INFOS, ImageInfo(image.uri, image.sha256, width, height, plan.count,
-                                            metadata))
+        info = ImageInfo(image.uri, image.sha256, width, height, plan.count, metadata)
+        if plan.count == 1:
+            (index, box, pixels), = plan.tiles(canvas)
+            self._tiles.inc()
+            yield TileKey(image.uri, index, box, 1, info), pixels
+            return
+        yield TaggedOutput(INFOS, info)
         for index, box, pixels in plan.tiles(canvas):
             self._tiles.inc()
             yield TileKey(image.uri, index, box, plan.count), pixels

@@ -58,8 +58,9 @@ def without_time(rows: dict[str, dict]) -> dict[str, dict]:
 
 
 def test_a_poisoned_tile_fails_only_its_own_image(tmp_path: Path, real_data: Path):
-    """One magenta tile among 72 in batches of 32: its image alone goes to errors, and the
-    71 other images score exactly as they do in a run without it."""
+    """One magenta tile among the 73 of 72 images in batches of 32, and one image whose only
+    tile is magenta (its info rides with that tile, not through the regrouping): those two
+    images alone go to errors, and the 70 others score exactly as in a run without them."""
     keras.utils.set_random_seed(0)
     model_dir = save_model(tiny_model(PoisonGuard()), tmp_path / "poisoned-model")
     clean = tmp_path / "clean"
@@ -71,17 +72,20 @@ def test_a_poisoned_tile_fails_only_its_own_image(tmp_path: Path, real_data: Pat
                       .resize((454, 227)))
     pixels[:, :100] = (255, 0, 255)  # only in the first of its three tiles
     Image.fromarray(pixels).save(poisoned)
+    poisoned_single = tmp_path / "poisoned-single.png"
+    Image.fromarray(pixels[:, :227]).save(poisoned_single)
 
     reference = score("--input", clean, "--model", model_dir, "--output", tmp_path / "ref")
-    summary = score("--input", clean, "--input", poisoned, "--model", model_dir,
-                    "--output", tmp_path / "out")
+    summary = score("--input", clean, "--input", poisoned, "--input", poisoned_single,
+                    "--model", model_dir, "--output", tmp_path / "out")
 
     assert reference["scored"] == 70 and reference["failed"] == 0
-    assert (summary["seen"], summary["scored"], summary["failed"]) == (71, 70, 1)
-    assert summary["failed_by_stage"]["inference"] == 1
-    errors = read_jsonl(tmp_path / "out", "errors")
-    assert [row["uri"] for row in errors] == [str(poisoned)]
-    assert "poisoned tile" in errors[0]["error"] and errors[0]["stage"] == "inference"
+    assert (summary["seen"], summary["scored"], summary["failed"]) == (72, 70, 2)
+    assert summary["failed_by_stage"]["inference"] == 2
+    errors = sorted(read_jsonl(tmp_path / "out", "errors"), key=lambda row: row["uri"])
+    assert [row["uri"] for row in errors] == sorted([str(poisoned), str(poisoned_single)])
+    for row in errors:
+        assert "poisoned tile" in row["error"] and row["stage"] == "inference"
     assert (without_time(read_predictions(tmp_path / "out"))
             == without_time(read_predictions(tmp_path / "ref")))
 

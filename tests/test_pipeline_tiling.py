@@ -133,6 +133,25 @@ def test_survey_photo_streams_tiles_without_holding_them_all(shared_dir: Path):
     assert peak < decoded_bytes + 20 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB"
 
 
+def test_an_image_of_one_tile_sends_its_info_with_the_tile_and_of_more_before_them():
+    def encoded(width: int, height: int) -> SourceImage:
+        buffer = io.BytesIO()
+        Image.new("RGB", (width, height), (90, 90, 90)).save(buffer, format="JPEG")
+        data = buffer.getvalue()
+        return SourceImage(f"{width}x{height}.jpg", hashlib.sha256(data).hexdigest(), data)
+
+    fn = DecodeAndTileFn(TILE, STRIDE, LIMIT)
+    single = encoded(240, 200)
+    (key, pixels), = fn.process(single)
+    assert key.info == ImageInfo(single.uri, single.sha256, 240, 200, 1)
+    assert (key.tile, key.tiles, key.box, pixels.shape) == (0, 1, (0, 0, 240, 200),
+                                                              (TILE, TILE, 3))
+    info, *tiles = fn.process(encoded(454, 227))
+    assert isinstance(info, TaggedOutput) and info.tag == "infos" and info.value.tiles == 3
+    assert [key.tile for key, _ in tiles] == [0, 1, 2]
+    assert all(key.info is None for key, _ in tiles)
+
+
 def test_decode_failure_is_one_error_and_no_tiles():
     broken = io.BytesIO()
     Image.new("RGB", (300, 300), (10, 20, 30)).save(broken, format="JPEG")
