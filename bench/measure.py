@@ -91,15 +91,30 @@ def copy_images(source: Path, folder: str, count: int) -> int:
     return count
 
 
-def pipeline_rate(model_dir: str, folder: str, count: int, flags: Sequence[str]) -> float:
-    """Images/s of one whole ``pipeline.score`` job over ``folder`` (its ``summary.json``
-    figure: checks, graph, model load, read, decode, infer, write, report), in this
-    process on the DirectRunner unless ``flags`` say otherwise."""
+def pipeline_seconds(model_dir: str, folder: str, count: int, flags: Sequence[str]) -> float:
+    """Wall seconds of one whole ``pipeline.score`` job over ``folder`` (its
+    ``summary.json`` figure: checks, graph, model load, read, decode, infer, write, report),
+    in this process on the DirectRunner unless ``flags`` say otherwise."""
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
         summary = score(["--input", folder, "--model", model_dir, "--output",
                          os.path.join(out, "run"), *flags])
     assert summary is not None and summary["scored"] == count, summary
-    return summary["images_per_second"]
+    return summary["wall_seconds"]
+
+
+def pipeline_rate(model_dir: str, folder: str, count: int, flags: Sequence[str]) -> float:
+    """Images/s of one whole job, as :func:`pipeline_seconds` times it."""
+    return count / pipeline_seconds(model_dir, folder, count, flags)
+
+
+def marginal_rate(model_dir: str, small: tuple[str, int], large: tuple[str, int],
+                  flags: Sequence[str] = ()) -> float:
+    """Images/s a job adds per extra image: ``(n_large - n_small) / (t_large - t_small)``
+    of two whole jobs, ``(folder, count)`` each, so that what every job pays once (checks,
+    graph, model load, report) cancels out and what is left is the per-image cost."""
+    seconds = [pipeline_seconds(model_dir, folder, count, flags)
+               for folder, count in (small, large)]
+    return (large[1] - small[1]) / (seconds[1] - seconds[0])
 
 
 def machine() -> str:

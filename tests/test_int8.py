@@ -215,5 +215,24 @@ def test_bench_measures_both_files_at_toy_size(passed_dir: Path, fixture_dataset
     from bench import int8
 
     result = int8.main(["--model", str(passed_dir), "--data", str(fixture_dataset),
-                        "--seconds", "0.05", "--repeats", "1", "--threads", "1"])
+                        "--seconds", "0.05", "--repeats", "1", "--threads", "1",
+                        "--no-pipeline"])
     assert "int8 / float" in result and "| concrete | 12 |" in result
+    assert "pipeline marginal" not in result
+
+
+def test_bench_runs_the_pipeline_on_an_int8_file_the_card_does_not_list(
+        float_dir: Path, passed_dir: Path, fixture_dataset: Path, fixture_concrete_dir: Path):
+    from bench import int8
+
+    result = int8.main(["--model", str(float_dir), "--data", str(fixture_dataset),
+                        "--int8", str(passed_dir / "model_int8.tflite"),
+                        "--images", str(fixture_concrete_dir), "--counts", "4", "12",
+                        "--seconds", "0.05", "--repeats", "1", "--threads", "1"])
+    header, _, float_row, int8_row, ratio_row = result.splitlines()[:5]
+    assert "pipeline marginal | / its best forward | / float best forward" in header
+    for row in (float_row, int8_row):
+        marginal, own, _ = (float(cell) for cell in row.split("|")[-4:-1])
+        assert marginal > 0 and own == pytest.approx(marginal / max(
+            float(cell) for cell in row.split("|")[2:5]), abs=0.01)
+    assert ratio_row.startswith("| int8 / float")
