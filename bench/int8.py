@@ -68,16 +68,16 @@ def model_folder_running(model_dir: str, int8_path: str, folder: str) -> str:
     return folder
 
 
-def pipeline_rates(model_dir: str, int8_path: str, images: Path, counts: tuple[int, int],
-                   repeats: int) -> dict[str, float]:
-    """Median marginal rate of the pipeline, default options, on each file."""
+def pipeline_rates(model_dir: str, int8_path: str | None, images: Path,
+                   counts: tuple[int, int], repeats: int) -> dict[str, float]:
+    """Median marginal rate of the pipeline, default options, on each file: the card's
+    int8 file when ``int8_path`` is None, else that file."""
     with tempfile.TemporaryDirectory() as work:
         small, large = (os.path.join(work, str(count)) for count in counts)
         for folder, count in zip((small, large), counts):
             os.mkdir(folder)
             copy_images(images, folder, count)
-        card = read_card(model_dir)
-        if "int8_file" in card:  # listed: the pipeline runs it by default, float on request
+        if int8_path is None:  # listed: the pipeline runs it by default, float on request
             models = {"float": (model_dir, ["--runtime", "litert"]), "int8": (model_dir, [])}
         else:
             os.mkdir(os.path.join(work, "int8"))
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> str:
                                        args.seconds), FILES, args.repeats)
         for batch in BATCHES}
     pipeline = ({} if args.no_pipeline else
-                pipeline_rates(args.model, int8_path, args.images, tuple(args.counts),
-                               args.repeats))
+                pipeline_rates(args.model, args.int8 and str(args.int8), args.images,
+                               tuple(args.counts), args.repeats))
     positive = card["class_names"].index(card["positive_class"])
     report = gate(split_scores(contents, args.data, "test", tile_size, positive),
                   "float", "int8", float(card["threshold"]))
