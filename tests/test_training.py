@@ -79,6 +79,8 @@ def test_model_card_describes_the_exported_model(trained_model_dir, concrete_dat
     assert card["metrics"]["test"]["accuracy"] >= 0.97
     assert card["weights"].startswith("file:") and card["versions"]["keras"] == keras.__version__
     assert card["model_sha256"] == model_card.file_sha256(str(trained_model_dir / "model.keras"))
+    assert [(s["name"], s["sampling_weight"]) for s in card["training_sources"]] == [
+        (s["name"], 1.0) for s in manifest["sources"]]
 
 
 def test_reloaded_model_on_raw_uint8_images_gives_the_evaluated_probabilities(

@@ -224,8 +224,16 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
     if gap > 1e-4:
         raise RuntimeError(f"exported model disagrees with the evaluation by {gap:.2e}")
     card = export.describe(card, model_path)
-    card = export_tflite.export(model, args.output, card, images,
-                                np.stack([1 - positive, positive], axis=1))
+    tile = card["tile_size"]
+    if images.shape[1:3] == (tile, tile):
+        lite_images, expected = images, np.stack([1 - positive, positive], axis=1)
+    else:
+        # The test split holds images of another size first (whole photos beside tiles):
+        # LiteRT takes tiles only, so it is held to the verified Keras model on those
+        # images resized to a tile.
+        lite_images = input_pipeline.resize(images, tile).numpy()
+        expected = np.asarray(model.predict_on_batch(lite_images))
+    card = export_tflite.export(model, args.output, card, lite_images, expected)
     if args.int8:
         tflite_path = posixpath.join(args.output, card["tflite_file"])
         with tf.io.gfile.GFile(tflite_path, "rb") as handle:
