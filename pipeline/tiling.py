@@ -65,15 +65,12 @@ class DecodeAndTileFn(beam.DoFn):
             return
         del rgb  # When the canvas is a resized copy, the original can go while tiles stream.
         info = ImageInfo(image.uri, image.sha256, width, height, plan.count, metadata)
-        if plan.count == 1:
-            (index, box, pixels), = plan.tiles(canvas)
-            self._tiles.inc()
-            yield TileKey(image.uri, index, box, 1, info), pixels
-            return
-        yield TaggedOutput(INFOS, info)
+        carried = info if plan.count == 1 else None
+        if carried is None:
+            yield TaggedOutput(INFOS, info)
         for index, box, pixels in plan.tiles(canvas):
             self._tiles.inc()
-            yield TileKey(image.uri, index, box, plan.count), pixels
+            yield TileKey(image.uri, index, box, plan.count, carried), pixels
 
 
 class DecodeAndTile(beam.PTransform):
