@@ -30,7 +30,7 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image
 
-from bench.measure import machine, markdown_table, run_child
+from bench.measure import ONE_PROCESS, machine, markdown_table, run_child
 from pipeline.inference import SHIPPED_MODEL_DIR
 from pipeline.run_status import SUMMARY_FILE
 
@@ -78,7 +78,7 @@ def score_archive(archive: Path, out: Path, model: str, passthrough: list[str]
                   ) -> dict[str, Any]:
     """One ``pipeline.score`` run in its own process: wall seconds, peak RSS, its summary."""
     command = [sys.executable, "-m", "pipeline.score", "--input", str(archive),
-               "--model", model, "--output", str(out), *passthrough]
+               "--model", model, "--output", str(out), *ONE_PROCESS, *passthrough]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     seconds, peak_rss = run_child(command, env=env)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import multiprocessing
 import os
 import platform
 import shutil
@@ -18,29 +19,19 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from pipeline.batch_size import images_per_second
 from pipeline.score import run as score
 from crackscan.decode import IMAGE_SUFFIXES
 
+# One process for the whole job, as the benchmarks that measure one process's time or peak
+# memory need it: pipeline.score's own default on the DirectRunner is a pool of worker
+# processes, whose memory is not the launcher's and whose start-up is a fixed cost.
+ONE_PROCESS = ["--direct_running_mode=in_memory"]
 PACKAGES = ("tensorflow-cpu", "keras", "ai-edge-litert", "apache-beam", "pillow", "numpy")
-
-
-def images_per_second(forward: Callable[[np.ndarray], object], images: np.ndarray,
-                      batch: int, seconds: float) -> float:
-    """Forward passes over consecutive batches for at least ``seconds`` after two warm-up
-    calls (the first call plans the graph or allocates the tensors)."""
-    batches = [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)]
-    for warm_up in batches[:2]:
-        forward(warm_up)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        for chunk in batches:
-            forward(chunk)
-            done += len(chunk)
-    return done / (time.perf_counter() - started)
 
 
 def interleaved_medians(measure: Callable[[str], float], names: Sequence[str],
@@ -51,6 +42,35 @@ def interleaved_medians(measure: Callable[[str], float], names: Sequence[str],
         for name in names:
             runs[name].append(measure(name))
     return {name: statistics.median(values) for name, values in runs.items()}
+
+
+def _forward_in_process(content: bytes, images: np.ndarray, batch: int, seconds: float,
+                        barrier: Any, results: Any) -> None:
+    from crackscan.tflite_model import TFLiteClassifier
+
+    classifier = TFLiteClassifier(content, 1)
+    classifier.predict(images[:batch])  # plans the tensors before the common start
+    barrier.wait()
+    results.put(images_per_second(classifier.predict, images, batch, seconds))
+
+
+def parallel_images_per_second(content: bytes, images: np.ndarray, batch: int,
+                               seconds: float, processes: int) -> float:
+    """Images/s of ``processes`` one-thread LiteRT interpreters of ``content``, each in a
+    process of its own, all started together: the layout of a pool of worker processes
+    (one per core), against which one interpreter on every core is the other way to use
+    the same cores."""
+    context = multiprocessing.get_context("spawn")  # no fork of a parent's threads
+    barrier, results = context.Barrier(processes), context.Queue()
+    workers = [context.Process(target=_forward_in_process,
+                               args=(content, images, batch, seconds, barrier, results))
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    rates = [results.get(timeout=600) for _ in workers]
+    for worker in workers:
+        worker.join()
+    return sum(rates)
 
 
 def run_child(command: Sequence[str], env: dict[str, str] | None = None

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from bench.measure import (copy_images, images_per_second, interleaved_medians, machine,
-                           markdown_table, pipeline_rate)
+                           markdown_table, pipeline_rate, ONE_PROCESS)
 from crackscan.model_card import join, read_card
 from crackscan.tflite_model import TFLiteClassifier
 from pipeline.inference import DEFAULT_BATCH_SIZES, LITERT_INT8
@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> str:
                 return images_per_second(forwards[runtime], images,
                                          DEFAULT_BATCH_SIZES[runtime], args.seconds)
             return pipeline_rate(args.model, folder, count,
-                                 ["--runtime", runtime, "--litert-threads", str(args.threads)])
+                                 ["--runtime", runtime, "--litert-threads", str(args.threads),
+                                  "--batch-size", str(DEFAULT_BATCH_SIZES[runtime]),
+                                  *ONE_PROCESS])
 
         runs = interleaved_medians(pipeline_or_forward,
                                    [run for name in names for run in (f"{name} forward", name)],

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from bench.measure import (copy_images, image_files, images_per_second, interleaved_medians,
-                           machine, markdown_table, pipeline_rate)
+                           ONE_PROCESS, machine, markdown_table, pipeline_rate)
 from crackscan.model_card import join, read_card
 from crackscan.tflite_model import TFLiteClassifier
 from pipeline.inference import DEFAULT_BATCH_SIZES, LITERT, LITERT_INT8
@@ -67,7 +67,7 @@ def profile(model_dir: str, folder: str, count: int) -> str:
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
-    pipeline_rate(model_dir, folder, count, [])
+    pipeline_rate(model_dir, folder, count, ONE_PROCESS)
     profiler.disable()
     wall = time.perf_counter() - started
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> str:
         count = copy_images(args.images, folder, args.count)
         measures: dict[str, Callable[[], float]] = {
             "ceiling": lambda: images_per_second(forward, decoded, batch, args.seconds),
-            IN_MEMORY: lambda: pipeline_rate(args.model, folder, count, []),
+            IN_MEMORY: lambda: pipeline_rate(args.model, folder, count,
+                                             [*ONE_PROCESS, "--batch-size", str(batch)]),
             "naive": lambda: naive_rate(keras_model, naive_files),
         }
         if not args.no_scaling:

@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
-from bench.measure import machine, markdown_table, run_child
+from bench.measure import ONE_PROCESS, machine, markdown_table, run_child
 from crackscan.model_card import join
 from pipeline.inference import LITERT, RUNTIMES
 from pipeline.records import parse_predictions
@@ -93,7 +93,7 @@ def score_folder(folder: Path, out: Path, args: argparse.Namespace,
     """One ``pipeline.score`` run in its own process: wall seconds, peak RSS, its summary."""
     command = [sys.executable, "-m", "pipeline.score", "--input", str(folder),
                "--model", args.model, "--output", str(out), "--runtime", args.runtime,
-               *passthrough]
+               *ONE_PROCESS, *passthrough]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     seconds, peak_rss = run_child(command, env=env)

@@ -101,6 +101,7 @@ def job_plan(options: PipelineOptions, facts: RunConfig) -> dict[str, Any]:
         "threshold": facts.spec.threshold,
         "tile_size": facts.tile_size,
         "tile_stride": facts.tile_stride,
+        "inference": facts.inference(),
         "output": facts.output,
         "parallelism": [{"step": step, "spread_over": spread} for step, spread in PARALLELISM
                         if facts.spread or step != SPREAD_STEP],

@@ -33,9 +33,10 @@ SCORES, FAILED, SINGLE = "scores", "failed", "single"
 SHIPPED_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_model")
 LITERT, LITERT_INT8, KERAS = "litert", "litert-int8", "keras"
 RUNTIMES = (LITERT_INT8, LITERT, KERAS)
-# Tiles per model call, the fastest measured on CPU (bench/README.md): XNNPACK runs MobileNetV2
-# ~10% faster per image at 8 than at 32 (a batch's activations stay in cache), while Keras
-# gains up to 32 from fewer calls of its own per-call overhead.
+# Tiles per model call where the launcher cannot measure the workers' (pipeline.batch_size):
+# XNNPACK runs MobileNetV2 ~10% faster per image at 8 than at 32 on several threads (a
+# batch's activations stay in cache), while Keras gains up to 32 from fewer calls of its own
+# per-call overhead.
 DEFAULT_BATCH_SIZES = {LITERT_INT8: 8, LITERT: 8, KERAS: 32}
 
 
@@ -196,7 +197,7 @@ class LiteRTTileModelHandler(TileModelHandler):
 
 def tile_model_handler(spec: ModelCard, batch_size: int | None, runtime: str,
                        threads: int) -> TileModelHandler:
-    """The runtime's handler; ``batch_size`` None takes the runtime's measured best."""
+    """The runtime's handler; ``batch_size`` None takes the runtime's default."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
     batch_size = batch_size or DEFAULT_BATCH_SIZES[runtime]

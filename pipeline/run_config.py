@@ -28,6 +28,8 @@ class RunConfig:
     write_tiles: bool = False
     runtime: str = "litert"
     batch_size: int = 8
+    # "--batch-size", "measured here", "measured here (cached)" or "default".
+    batch_size_from: str = "default"
     litert_threads: int = 1
     output_format: str = "csv"
     bigquery_table: TableSpec | None = None
@@ -38,3 +40,8 @@ class RunConfig:
     # Whether the runner has several workers to spread one archive's reading and scoring
     # over (pipeline.score.spreads_over_workers); False on the in-memory DirectRunner.
     spread: bool = True
+
+    def inference(self) -> dict[str, object]:
+        """How the model runs, as the summary and ``--dry-run`` report it."""
+        return {"runtime": self.runtime, "batch_size": self.batch_size,
+                "batch_size_from": self.batch_size_from, "litert_threads": self.litert_threads}

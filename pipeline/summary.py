@@ -173,6 +173,7 @@ class WriteSummaryFn(beam.DoFn):
             "positive_class": facts.spec.positive_class,
             "tile_size": facts.tile_size,
             "tile_stride": facts.tile_stride,
+            "inference": facts.inference(),
             "started_at": _iso(facts.started),
             "finished_at": _iso(finished),
             "wall_seconds": round(wall_seconds, 3),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -75,6 +76,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             reason = marker.args[0] if marker is not None and marker.args else "; ".join(needs)
             item.add_marker(pytest.mark.skip(
                 reason=f"needs ../shared ({SHARED} is absent): {reason}"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def batch_size_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The launcher's measured batch sizes go to a cache of the session's own: the suite
+    measures as a first run on a machine does, and leaves the user's ~/.cache alone."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(cache))
+        yield cache
 
 
 @pytest.fixture(scope="session")

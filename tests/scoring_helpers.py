@@ -22,8 +22,17 @@ from pipeline.score import run
 UTF8_NAMES = 0x800  # zip flag: member names are UTF-8, not code page 437
 
 
+# A pool of worker processes, the DirectRunner's default here, costs ~4 s to start; the
+# suite's many small runs take one process unless a test chooses. test_pipeline_score runs
+# the default.
+IN_MEMORY = "--direct_running_mode=in_memory"
+
+
 def score(*argv: str | Path) -> dict:
-    summary = run([str(arg) for arg in argv])
+    args = [str(arg) for arg in argv]
+    if not any(arg.startswith(("--direct_running_mode", "--runner")) for arg in args):
+        args.append(IN_MEMORY)
+    summary = run(args)
     assert summary is not None
     return summary
 

@@ -24,7 +24,7 @@ from pipeline.reading import ERRORS, ReadInputs
 from pipeline.score import run
 from pipeline.sinks import WriteJsonLines, WritePredictions
 from pipeline.summary import ERRORS_SHOWN_PER_STAGE
-from scoring_helpers import concrete, copy_files, read_jsonl, read_predictions, score
+from scoring_helpers import IN_MEMORY, concrete, copy_files, read_jsonl, read_predictions, score
 
 MEMBERS = 1500  # per archive: 3,000 inputs in one run, a tenth of them corrupt
 CORRUPT_EVERY = 10
@@ -84,7 +84,7 @@ def test_a_sink_that_loses_rows_fails_the_run_with_the_counts(
     out = tmp_path / "out"
     with pytest.raises(Exception, match=re.escape(lost)):
         run(["--input", str(small_survey), "--model", str(tiny_model_dir), "--output",
-             str(out)])
+             str(out), IN_MEMORY])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["accounting_ok"] is False
     assert summary["accounting"]["in_pipeline"]["seen"] == 13
@@ -108,7 +108,7 @@ def test_a_uri_with_two_rows_fails_the_run(small_survey: Path, tiny_model_dir: P
     out = tmp_path / "out"
     with pytest.raises(Exception, match="1 uris have more than one row"):
         run(["--input", str(small_survey), "--model", str(tiny_model_dir), "--output",
-             str(out)])
+             str(out), IN_MEMORY])
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["seen"], summary["scored"], summary["failed"]) == (14, 10, 4)
     assert summary["accounting"]["in_files"] == {"predictions": 10, "errors": 4}

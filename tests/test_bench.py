@@ -6,9 +6,10 @@ its table; the figures themselves are in bench/README.md.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from bench import runtimes, scoring, survey_memory, training_input, zip_parallel
+from bench import runner_modes, runtimes, scoring, survey_memory, training_input, zip_parallel
 
 
 def rows(table: str) -> list[str]:
@@ -26,6 +27,16 @@ def test_runtimes_benchmark(trained_model_dir: Path, concrete_dir: Path):
     table = runtimes.main(["--model", str(trained_model_dir), "--images", str(concrete_dir),
                            "--pipeline-images", "40", "--seconds", "0.2", "--repeats", "1"])
     assert rows(table) == ["keras", "litert", "litert / keras"]
+
+
+def test_runner_modes_benchmark(real_data: Path):
+    table = runner_modes.main(["--images", str(real_data / "data" / "concrete"), "--counts",
+                               "4", "12", "--repeats", "1"])
+    assert rows(table) == list(runner_modes.MODES)
+    threads = [int(line.split("|")[2]) for line in table.splitlines()[2:]]
+    cores = os.cpu_count() or 1
+    # A pool and worker threads split the cores; one process gives its interpreter all.
+    assert threads == [1 if cores > 1 else cores, cores, 1]
 
 
 def test_survey_memory_benchmark(trained_model_dir: Path, shared_dir: Path):

@@ -19,6 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 from cloud_fixtures import gcs_bucket, offline_google_auth, upload_tree  # noqa: F401
 from pipeline.records import PREDICTION_FIELDS
 from pipeline.score import SetupError, run
+from scoring_helpers import IN_MEMORY
 from training import build_dataset
 
 PER_CLASS = 15
@@ -92,10 +93,10 @@ def test_score_reads_images_and_a_zip_from_gcs_and_writes_every_output_there(
     local_out = tmp_path / "local-out"
     local = run(["--input", str(tmp_path / "survey" / "images"),
                  "--input", str(tmp_path / "survey" / "flight.zip"),
-                 "--model", str(trained_model_dir), "--output", str(local_out)])
+                 "--model", str(trained_model_dir), "--output", str(local_out), IN_MEMORY])
     remote = run(["--input", f"{gcs_bucket}/survey/images",
                   "--input", f"{gcs_bucket}/survey/flight.zip",
-                  "--model", model, "--output", gcs_out])
+                  "--model", model, "--output", gcs_out, IN_MEMORY])
 
     assert remote is not None and local is not None
     assert remote["seen"] == local["seen"] == 8 + 1 + 4

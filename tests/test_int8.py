@@ -216,26 +216,43 @@ def test_bench_measures_both_files_at_toy_size(passed_dir: Path, fixture_dataset
 
     result = int8.main(["--model", str(passed_dir), "--data", str(fixture_dataset),
                         "--seconds", "0.05", "--repeats", "1", "--threads", "1",
-                        "--no-pipeline"])
-    assert "int8 / float" in result and "| concrete | 12 |" in result
-    assert "pipeline marginal" not in result
+                        "--workers", "2", "--no-pipeline"])
+    speed = result.split("\n\n")[0].splitlines()
+    assert [row.split("|")[1:3] for row in speed[2:]] == [
+        [" float ", " 1 interpreter x 1 threads "], [" float ", " 2 interpreters x 1 thread "],
+        [" int8 ", " 1 interpreter x 1 threads "], [" int8 ", " 2 interpreters x 1 thread "],
+        [" int8 / float ", " 1 interpreter x 1 threads "],
+        [" int8 / float ", " 2 interpreters x 1 thread "]]
+    for row in speed[2:6]:
+        rates = [float(cell) for cell in row.split("|")[3:7]]
+        assert min(rates) > 0 and rates[-1] == max(rates[:-1])
+    assert "| concrete | 12 |" in result and "pipeline marginal" not in result
 
 
 def test_bench_runs_the_pipeline_on_an_int8_file_the_card_does_not_list(
-        float_dir: Path, passed_dir: Path, fixture_dataset: Path, fixture_concrete_dir: Path):
+        float_dir: Path, passed_dir: Path, fixture_dataset: Path, fixture_concrete_dir: Path,
+        real_data: Path):
     from bench import int8
 
+    survey = sorted((real_data / "data" / "field" / "uavcrack" / "images").iterdir())[0]
     result = int8.main(["--model", str(float_dir), "--data", str(fixture_dataset),
                         "--int8", str(passed_dir / "model_int8.tflite"),
                         "--images", str(fixture_concrete_dir), "--counts", "4", "12",
+                        "--survey", str(survey), "--survey-counts", "1", "3",
                         "--seconds", "0.05", "--repeats", "1", "--threads", "1"])
-    header, _, float_row, int8_row, ratio_row = result.splitlines()[:5]
-    assert "pipeline marginal | / its best forward | / float best forward" in header
-    best_float = max(float(cell) for cell in float_row.split("|")[2:5])
-    for row in (float_row, int8_row):
+    speed, pipeline = (table.splitlines() for table in result.split("\n\n")[:2])
+    best = {name: max(float(cell) for row in speed[2:6] if row.startswith(f"| {name} ")
+                      for cell in row.split("|")[3:7]) for name in ("float", "int8")}
+    header, _, float_row, int8_row, ratio_row = pipeline
+    assert header.startswith("| file | pipeline marginal | / its best forward | "
+                             "/ float best forward | survey MP/s")
+    megapixels = {}
+    for name, row in (("float", float_row), ("int8", int8_row)):
         # A toy job's rate is noise (4 vs 12 images); the table's arithmetic is not.
-        marginal, own, of_float = (float(cell) for cell in row.split("|")[-4:-1])
-        assert own == pytest.approx(marginal / max(
-            float(cell) for cell in row.split("|")[2:5]), abs=0.01)
-        assert of_float == pytest.approx(marginal / best_float, abs=0.01)
+        marginal, own, of_float, megapixels[name] = (float(cell)
+                                                     for cell in row.split("|")[2:6])
+        assert own == pytest.approx(marginal / best[name], abs=0.01)
+        assert of_float == pytest.approx(marginal / best["float"], abs=0.01)
     assert ratio_row.startswith("| int8 / float")
+    assert float(ratio_row.split("|")[5].strip(" x")) == pytest.approx(
+        megapixels["int8"] / megapixels["float"], rel=0.02, abs=0.01)

@@ -24,7 +24,7 @@ from PIL import Image
 from crackscan.decode import decode_rgb
 from crackscan.model_card import ModelCard, ModelCardError, read_card, write_card
 from crackscan.sources import SourceError
-from pipeline.score import SetupError, run
+from pipeline.score import SetupError, local_defaults, run
 from pipeline.run_config import RunConfig
 from pipeline.summary import AccountingError, WriteSummaryFn
 from scoring_helpers import (concrete, copy_files, encoded, field_photos, png_declaring,
@@ -297,7 +297,18 @@ def test_formats_archives_and_bad_inputs_each_land_in_one_place(
 # --------------------------------------------------------------------------- runners, reuse
 
 
-def test_multi_processing_gives_the_same_rows_as_in_memory(
+def test_direct_runner_defaults_to_a_worker_process_per_core():
+    cores = os.cpu_count() or 1
+    pool = ["--direct_running_mode=multi_processing", f"--direct_num_workers={cores}"]
+    assert local_defaults([]) == (pool if cores > 1 else [])
+    assert local_defaults(["--direct_num_workers=3"]) == [
+        "--direct_num_workers=3", "--direct_running_mode=multi_processing"]
+    for chosen in (["--direct_running_mode=in_memory"], ["--direct_num_workers=1"],
+                   ["--runner=DataflowRunner", "--project=p"]):
+        assert local_defaults(chosen) == chosen
+
+
+def test_default_worker_pool_gives_the_same_rows_as_in_memory(
         tmp_path: Path, real_data: Path, tiny_model_dir: Path,
         monkeypatch: pytest.MonkeyPatch):
     # Worker processes import the pipeline by module name, like launch/common.sh sets up.
@@ -320,10 +331,11 @@ def test_multi_processing_gives_the_same_rows_as_in_memory(
         counts = {key: summary[key] for key in ("seen", "scored", "failed", "positive", "tiles")}
         return rows, read_errors(out), tiles, counts
 
-    common = ["--input", inputs, "--model", tiny_model_dir, "--write-tiles"]
+    common = ["--input", str(inputs), "--model", str(tiny_model_dir), "--write-tiles"]
     score(*common, "--output", tmp_path / "in-memory")
-    score(*common, "--output", tmp_path / "multi", "--direct_running_mode=multi_processing",
-          "--direct_num_workers=2")
+    # Nothing chosen: a worker process per core (two at least, so it is a pool here too).
+    pool = [] if (os.cpu_count() or 1) > 1 else ["--direct_num_workers=2"]
+    assert run([*common, "--output", str(tmp_path / "multi"), *pool]) is not None
 
     in_memory, multi = outputs(tmp_path / "in-memory"), outputs(tmp_path / "multi")
     assert len(in_memory[0]) == 24 + 2 + 8 and len(in_memory[1]) == 1

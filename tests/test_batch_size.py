@@ -1,0 +1,86 @@
+"""Tiles per model call, measured for the model file on this machine: the launcher times
+the shipped LiteRT file, keeps the fastest candidate, caches it, and a run reports it."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from crackscan.model_card import read_card
+from pipeline.batch_size import CANDIDATES, cache_key, cache_path, fastest_batch_size
+from pipeline.inference import SHIPPED_MODEL_DIR
+from pipeline.score import run
+from scoring_helpers import IN_MEMORY, score
+
+SHIPPED_TFLITE = Path(SHIPPED_MODEL_DIR) / "model.tflite"
+SAMPLE = Path(SHIPPED_MODEL_DIR).parent / "sample_survey" / "photos"
+
+
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return cache_path()
+
+
+def shipped_sha256() -> str:
+    return read_card(SHIPPED_MODEL_DIR)["tflite_sha256"]
+
+
+def unreadable() -> bytes:
+    raise AssertionError("the file was read although the cache had the answer")
+
+
+def test_fastest_candidate_is_measured_once_then_read_from_the_cache(own_cache: Path):
+    sha = shipped_sha256()
+    size, rates, cached = fastest_batch_size(SHIPPED_TFLITE.read_bytes, sha, 1, 224)
+    assert not cached and set(rates) == set(CANDIDATES)
+    assert all(rate > 0 for rate in rates.values())
+    assert rates[size] == max(rates.values())
+    entry = json.loads(own_cache.read_text())[cache_key(sha, 1)]
+    assert entry["batch_size"] == size
+
+    again, _, cached = fastest_batch_size(unreadable, sha, 1, 224)
+    assert (again, cached) == (size, True)
+    # Another thread count is another measurement, kept beside the first.
+    _, _, cached = fastest_batch_size(SHIPPED_TFLITE.read_bytes, sha, 2, 224)
+    assert not cached
+    assert set(json.loads(own_cache.read_text())) == {cache_key(sha, 1), cache_key(sha, 2)}
+
+
+def test_a_damaged_cache_is_measured_over(own_cache: Path):
+    own_cache.parent.mkdir(parents=True)
+    own_cache.write_text("{not json")
+    sha = shipped_sha256()
+    size, _, cached = fastest_batch_size(SHIPPED_TFLITE.read_bytes, sha, 1, 224)
+    assert not cached and size in CANDIDATES
+    own_cache.write_text(json.dumps({cache_key(sha, 1): {"batch_size": 7}}))  # no candidate
+    _, _, cached = fastest_batch_size(SHIPPED_TFLITE.read_bytes, sha, 1, 224)
+    assert not cached
+
+
+def test_run_uses_and_reports_the_cached_measurement(own_cache: Path, tmp_path: Path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted(SAMPLE.iterdir())[:3]:
+        shutil.copy(path, photos)
+    # A planted answer no real measurement gives here: the run must take it from the cache.
+    own_cache.parent.mkdir(parents=True)
+    own_cache.write_text(json.dumps({cache_key(shipped_sha256(), 2): {"batch_size": 16}}))
+    summary = score("--input", photos, "--output", tmp_path / "cached", "--litert-threads", "2")
+    assert summary["inference"] == {"runtime": "litert", "batch_size": 16, "litert_threads": 2,
+                                    "batch_size_from": "measured here (cached)"}
+    assert summary["scored"] == 3
+
+    chosen = score("--input", photos, "--output", tmp_path / "chosen", "--batch-size", "3")
+    assert chosen["inference"]["batch_size"] == 3
+    assert chosen["inference"]["batch_size_from"] == "--batch-size"
+
+
+def test_remote_workers_take_the_runtimes_default(own_cache: Path, tmp_path: Path):
+    plan = run(["--input", str(SAMPLE), "--output", str(tmp_path / "out"), "--dry-run",
+                "--runner=PortableRunner", "--job_endpoint=localhost:1", IN_MEMORY])
+    assert plan["inference"] == {"runtime": "litert", "batch_size": 8, "litert_threads": 1,
+                                 "batch_size_from": "default"}
+    assert not own_cache.exists()
