@@ -1,11 +1,12 @@
 """Tiles per LiteRT call: measured for the model file, its thread count and this machine.
 
 No one batch size is fastest: on a 2-core AVX2 machine, one thread runs the shipped float
-model 1.4x faster per image at batch 1 than at 8 (a batch's activations stay in cache), two
-threads are flat from 1 to 8 and slower at 32, and an int8 file prefers 8 to 1. So the
-launcher times the interpreter the workers will run (the card's file, on as many threads)
-at each candidate size and takes the fastest. The result is cached per file, thread count,
-CPU and LiteRT version, so a machine pays the ~2 s once per model, not once per night.
+model 1.2-1.4x faster per image at batch 1 than at 8 (a batch's activations stay in cache),
+two threads are flat from 1 to 8 and slower at 32, and an int8 file runs 8 as fast as 1
+(bench/README.md section 8). So the launcher times the interpreter the workers will run (the
+card's file, on as many threads) at each candidate size and takes the fastest. The result is
+cached per file, thread count, CPU and LiteRT version, so a machine pays the ~3-4 s once per
+model, not once per night.
 
 Measured on the launcher, the choice fits workers on the same machine (the DirectRunner);
 a remote runner's workers are other machines, so those runs take ``--batch-size`` or the

@@ -23,7 +23,7 @@ from cloud_fixtures import gcs_bucket, offline_google_auth, upload_tree  # noqa:
 from crackscan import cli, sources
 from pipeline import score
 from pipeline.workers import TILES_SCORED, per_worker
-from scoring_helpers import concrete, read_predictions, zip_archive, zip_member
+from scoring_helpers import IN_MEMORY, concrete, read_predictions, zip_archive, zip_member
 from test_hostile_inputs import build_corpus as hostile_corpus
 from test_hostile_names import build_corpus as names_corpus
 
@@ -194,7 +194,7 @@ def test_a_zip_on_gcs_is_scored_by_both_workers_with_the_rows_of_a_local_one(
     assert "'..' escapes the archive" in errors and local["failed"] == 2
 
 
-@pytest.mark.parametrize("runner", [MULTI, []], ids=["two workers", "in memory"])
+@pytest.mark.parametrize("runner", [MULTI, [IN_MEMORY]], ids=["two workers", "in memory"])
 def test_the_dry_run_says_what_each_step_of_the_job_is_spread_over(
         runner: list[str], tmp_path: Path, real_data: Path, tiny_model_dir: Path,
         capsys: pytest.CaptureFixture[str]):
@@ -205,7 +205,7 @@ def test_the_dry_run_says_what_each_step_of_the_job_is_spread_over(
     assert plan is not None and not (tmp_path / "out").exists()
     steps = {entry["step"]: entry["spread_over"] for entry in plan["parallelism"]}
     assert "images" in steps["DecodeAndTile"]
-    if runner:
+    if runner == MULTI:
         assert steps["ReadInputs/Spread"].startswith("archive members and files")
     else:  # one worker: nothing to spread over
         assert "ReadInputs/Spread" not in steps
@@ -215,7 +215,7 @@ def test_the_dry_run_says_what_each_step_of_the_job_is_spread_over(
     score.build(pipeline, score.prepare(args, pipeline.options))
     built = {label for label in pipeline.applied_labels if label.startswith("ReadInputs/")}
     assert set(steps) <= pipeline.applied_labels, set(steps) - pipeline.applied_labels
-    assert ("ReadInputs/Spread" in built) == bool(runner)
+    assert ("ReadInputs/Spread" in built) == (runner == MULTI)
 
 
 def test_a_zip_member_uri_is_read_alone(tmp_path: Path, real_data: Path):
