@@ -173,9 +173,9 @@ def local_defaults(pipeline_args: list[str]) -> list[str]:
     """Beam's options, plus one worker process per core on the DirectRunner unless the command
     line chose its running mode: Beam's default runs the whole job in one process, where
     decoding waits for inference and one interpreter spreads over every core. On 2 cores,
-    two worker processes of one LiteRT thread each score 1.31x the images/s of that default
-    (bench/README.md section 8): XNNPACK runs 1.6x faster on two threads than on one, two
-    interpreters 1.9x, and each process decodes while the other infers."""
+    two worker processes of one LiteRT thread each scored 1.17-1.31x the images/s of that
+    default (bench/README.md section 8): XNNPACK runs 1.6x faster on two threads than on
+    one, two interpreters 1.9x, and each process decodes while the other infers."""
     # Beam's own parser cannot tell a flag given with its default value from one left out.
     chosen = argparse.ArgumentParser(add_help=False)
     chosen.add_argument("--direct_running_mode")
