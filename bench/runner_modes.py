@@ -28,7 +28,7 @@ from bench.measure import (ONE_PROCESS, copy_images, images_per_second, interlea
                            machine, marginal_rate, markdown_table, parallel_images_per_second)
 from crackscan.model_card import ModelCard
 from crackscan.tflite_model import TFLiteClassifier
-from pipeline.inference import SHIPPED_MODEL_DIR
+from pipeline.inference import SHIPPED_MODEL_DIR, litert_file, read_checked
 from pipeline.score import run as score
 
 RAW = "raw forward (best layout and batch)"
@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> str:
             plans[mode] = plan["inference"]
 
         spec = ModelCard.read(args.model)
-        with open(spec.tflite_uri, "rb") as handle:
-            content = handle.read()
+        content = read_checked(*litert_file(spec, int8=False))
         tiles = np.random.default_rng(0).integers(
             0, 256, (2 * max(BATCHES), spec.tile_size, spec.tile_size, 3), dtype=np.uint8)
         cores = os.cpu_count() or 1

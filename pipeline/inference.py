@@ -53,6 +53,17 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def litert_file(spec: ModelCard, int8: bool) -> tuple[str, str]:
+    """``(uri, sha256)`` of the LiteRT file a run on ``spec`` executes: the int8 file or the
+    float ``.tflite``; refused when the card lists none."""
+    uri, sha256 = ((spec.int8_uri, spec.int8_sha256) if int8
+                   else (spec.tflite_uri, spec.tflite_sha256))
+    if uri is None or sha256 is None:
+        raise ModelCardError(f"model {spec.version}: the model card lists no "
+                             f"{'int8_file that passed its gate' if int8 else 'tflite_file'}")
+    return uri, sha256
+
+
 def read_checked(uri: str, sha256: str) -> bytes:
     """The bytes of a model file, checked again on the worker against the card's hash: the
     file may have been replaced since the launcher read the card."""
@@ -178,12 +189,7 @@ class LiteRTTileModelHandler(TileModelHandler):
     def __init__(self, spec: ModelCard, batch_size: int, threads: int,
                  int8: bool = False) -> None:
         super().__init__(spec, batch_size)
-        uri, sha256 = ((spec.int8_uri, spec.int8_sha256) if int8
-                       else (spec.tflite_uri, spec.tflite_sha256))
-        if uri is None or sha256 is None:
-            raise ModelCardError(f"model {spec.version}: the model card lists no "
-                                 f"{'int8_file that passed its gate' if int8 else 'tflite_file'}")
-        self._uri, self._sha256 = uri, sha256
+        self._uri, self._sha256 = litert_file(spec, int8)
         self._threads = threads
 
     def load_model(self) -> InterpreterPerThread:

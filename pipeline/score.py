@@ -31,7 +31,7 @@ from crackscan.tiles import default_stride
 from pipeline.batch_size import fastest_batch_size
 from pipeline.inference import (DEFAULT_BATCH_SIZES, FAILED, KERAS, LITERT, LITERT_INT8,
                                 RUNTIMES, SCORES, SHIPPED_MODEL_DIR, SINGLE, ScoreTiles,
-                                read_checked, tile_model_handler)
+                                litert_file, read_checked, tile_model_handler)
 from pipeline.reading import ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPredictions
 from pipeline.records import ScoredImage, tile_rows
 from pipeline.regroup import SCORED, RegroupByImage
@@ -228,8 +228,7 @@ def batch_size(args: argparse.Namespace, options: PipelineOptions, spec: ModelCa
         return {"batch_size": args.batch_size, "batch_size_from": "--batch-size"}
     if runtime in (LITERT, LITERT_INT8) and \
             options.view_as(StandardOptions).runner in DIRECT_RUNNERS:
-        uri, sha256 = ((spec.int8_uri, spec.int8_sha256) if runtime == LITERT_INT8
-                       else (spec.tflite_uri, spec.tflite_sha256))
+        uri, sha256 = litert_file(spec, int8=runtime == LITERT_INT8)
         size, _, cached = fastest_batch_size(lambda: read_checked(uri, sha256), sha256,
                                              threads, spec.tile_size)
         return {"batch_size": size,
