@@ -20,7 +20,8 @@ from crackscan.decode import decode_rgb
 from crackscan.model_card import (ModelCard, ModelCardError, file_sha256, read_card,
                                   write_card)
 from crackscan.tflite_model import TFLiteClassifier
-from pipeline.inference import InterpreterPerThread, read_checked
+from pipeline.inference import (SHIPPED_MODEL_DIR, InterpreterPerThread, KeyedTileModelHandler,
+                                read_checked, tile_model_handler)
 from pipeline.score import SetupError, build_parser, litert_threads, run
 from crackscan.tiles import default_stride, plan_tiles
 from training import export_tflite
@@ -184,3 +185,17 @@ def test_litert_threads_use_each_core_once(flags: list[str], expected: int):
     args, beam_args = build_parser().parse_known_args(
         ["--input", "x", "--model", "m", "--output", "o", *flags])
     assert litert_threads(args, PipelineOptions(beam_args)) == expected
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise AssertionError("a key was pickled")
+
+
+def test_the_batch_metric_counts_tile_bytes_and_never_pickles_the_keys():
+    """Beam's keyed handler pickles every batch's keys to size them: at batch size 1 that is
+    an image's whole info and metadata, per image, for a metric."""
+    handler = tile_model_handler(ModelCard.read(SHIPPED_MODEL_DIR), 2, "litert", 1)
+    tiles = [np.zeros((224, 224, 3), dtype=np.uint8)] * 2
+    batch = [(Unpicklable(), tile) for tile in tiles]
+    assert KeyedTileModelHandler(handler).get_num_bytes(batch) == 2 * 224 * 224 * 3

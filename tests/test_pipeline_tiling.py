@@ -160,3 +160,44 @@ def test_decode_failure_is_one_error_and_no_tiles():
         SourceImage("broken.jpg", hashlib.sha256(data).hexdigest(), data)))
     assert len(outputs) == 1 and outputs[0].tag == "errors"
     assert outputs[0].value["stage"] == "decode"
+
+
+def test_a_lab_patch_scored_whole_gets_the_pixels_training_resized_it_to(real_data: Path):
+    """The 227 px lab patches are shrunk into one 224 px tile; training shrinks them with
+    tf.image.resize (bilinear, no antialiasing). Pillow's bilinear antialiases and lands up
+    to 3 grey levels away; the scorer's canvas must stay within about one, a quarter on
+    average."""
+    from training import input_pipeline
+
+    patches = sorted((real_data / "data" / "concrete").glob("*/*.jpg"))[::12]
+    assert len(patches) >= 10
+    worst, pillow_worst, mean = 0.0, 0.0, []
+    for path in patches:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        plan = plan_tiles(rgb.shape[1], rgb.shape[0], 224, default_stride(224), LIMIT)
+        assert plan.count == 1
+        trained = input_pipeline.resize(rgb, 224).numpy()
+        scored = plan.canvas(rgb).astype(np.float32)
+        pillow = np.asarray(Image.fromarray(rgb).resize((224, 224), Image.BILINEAR))
+        worst = max(worst, float(np.abs(scored - trained).max()))
+        pillow_worst = max(pillow_worst, float(np.abs(pillow - trained).max()))
+        mean.append(float(np.abs(scored - trained).mean()))
+    assert worst < 1.5 and np.mean(mean) < 0.3, (worst, np.mean(mean))
+    assert pillow_worst > 1.5  # the check can tell the two resamplings apart
+
+
+def test_a_narrow_image_is_stretched_bilinearly_and_its_mask_keeps_its_classes():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(7)
+    rgb = rng.integers(0, 256, (300, 60, 3), dtype=np.uint8)
+    mask = rng.choice(np.array([0, 128, 255], dtype=np.uint8), (300, 60))
+    plan = plan_tiles(60, 300, 224, default_stride(224), LIMIT)
+    size = (plan.canvas_height, plan.canvas_width)
+    assert size == (1120, 224)
+    trained = tf.image.resize(rgb, size, method="bilinear", antialias=False).numpy()
+    assert np.abs(plan.canvas(rgb).astype(np.float32) - trained).max() < 1.5
+    stretched = plan.canvas(mask, mask=True)
+    assert stretched.shape == size and set(np.unique(stretched)) == {0, 128, 255}
+    assert np.array_equal(stretched, np.asarray(Image.fromarray(mask).resize(
+        size[::-1], Image.NEAREST)))

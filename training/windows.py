@@ -82,7 +82,7 @@ def windows(plan: TilePlan, rgb: np.ndarray, mask: np.ndarray,
     """Every tile of ``plan`` with its label; the mask follows the image onto the canvas
     with nearest-neighbour resampling, so crack stays crack on a resized small photo."""
     canvas = plan.canvas(rgb)
-    mask_canvas = plan.canvas(mask, Image.Resampling.NEAREST)
+    mask_canvas = plan.canvas(mask, mask=True)
     size = plan.tile_size
     for (index, box, pixels), (_, x0, y0) in zip(plan.tiles(canvas), plan.origins()):
         label, hard = label_window(mask_canvas, x0, y0, size, margin)
