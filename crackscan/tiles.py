@@ -15,6 +15,23 @@ import numpy as np
 # The scorer runs one worker process per core: OpenCV must not add a thread pool of its own.
 cv2.setNumThreads(1)
 
+
+def resize(pixels: np.ndarray, width: int, height: int, mask: bool = False) -> np.ndarray:
+    """``pixels`` resized to ``width`` x ``height`` as training resizes a whole image.
+
+    Photos are resampled as ``tf.image.resize(method="bilinear", antialias=False)`` and the
+    model's own ``Resizing`` layer do (half-pixel centres, two taps per axis), to about one
+    grey level (a quarter on average) and identically on every machine (OpenCV's bit-exact
+    bilinear): training shrinks the lab patches that way, and Pillow's bilinear, which
+    antialiases, lands up to 3 levels away from it. It is also 3x faster than Pillow's, and
+    every one-tile image pays it. A label ``mask`` is resampled nearest-neighbour (as
+    Pillow's ``NEAREST``), so its classes stay classes instead of blending into values no
+    label means.
+    """
+    interpolation = cv2.INTER_NEAREST_EXACT if mask else cv2.INTER_LINEAR_EXACT
+    return cv2.resize(pixels, (width, height), interpolation=interpolation)
+
+
 # Three quarters of a tile: every point of the photo lies at least 1/8 tile from the border of
 # some tile that contains it, at the price of ~1.8x the tiles of a gapless grid.
 DEFAULT_STRIDE_FRACTION = 0.75
@@ -114,22 +131,10 @@ class TilePlan:
                 -(-y1 * self.height // self.canvas_height))
 
     def canvas(self, pixels: np.ndarray, mask: bool = False) -> np.ndarray:
-        """The pixels tiles are cut from, resized as training resizes a whole image.
-
-        Photos are resampled as ``tf.image.resize(method="bilinear", antialias=False)``
-        and the model's own ``Resizing`` layer do (half-pixel centres, two taps per axis),
-        to about one grey level (a quarter on average) and identically on every machine
-        (OpenCV's bit-exact bilinear): training shrinks the lab patches that way, and
-        Pillow's bilinear, which antialiases, lands up to 3 levels away from it. It is
-        also 3x faster than Pillow's, and every one-tile image pays it. A label ``mask``
-        is resampled nearest-neighbour (as Pillow's ``NEAREST``), so its classes stay
-        classes instead of blending into values no label means.
-        """
+        """The pixels tiles are cut from (see :func:`resize`)."""
         if (self.canvas_width, self.canvas_height) == (self.width, self.height):
             return pixels
-        interpolation = cv2.INTER_NEAREST_EXACT if mask else cv2.INTER_LINEAR_EXACT
-        return cv2.resize(pixels, (self.canvas_width, self.canvas_height),
-                          interpolation=interpolation)
+        return resize(pixels, self.canvas_width, self.canvas_height, mask)
 
     def origins(self) -> Iterator[tuple[int, int, int]]:
         """``(index, x0, y0)`` of every tile on the canvas, in row-major order."""

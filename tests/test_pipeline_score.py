@@ -24,7 +24,7 @@ from PIL import Image
 from crackscan.decode import decode_rgb
 from crackscan.model_card import ModelCard, ModelCardError, read_card, write_card
 from crackscan.sources import SourceError
-from crackscan.tiles import plan_tiles
+from crackscan.tiles import resize
 from pipeline.score import SetupError, local_defaults, run
 from pipeline.run_config import RunConfig
 from pipeline.summary import AccountingError, WriteSummaryFn
@@ -161,7 +161,7 @@ def test_pipeline_gives_each_tile_the_probability_the_model_gives_it(
         x0, y0, x1, y1 = tile["box"]
         if rgb.shape[:2] == (150, 100):  # smaller than a tile: scored whole, resized
             # (as training resizes it: tests/test_pipeline_tiling.py)
-            pixels = plan_tiles(100, 150, 227, 170, 10**8).canvas(rgb)
+            pixels = resize(rgb, 227, 227)
         else:
             pixels = rgb[y0:y1, x0:x1]
         direct = float(model.predict_on_batch(pixels[None].astype(np.float32))[0, 1])

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from crackscan import cli, model_card
+from crackscan import cli, model_card, tiles
 from crackscan.decode import IMAGE_SUFFIXES
 from crackscan.tflite_model import TFLiteClassifier
 from training import input_pipeline, int8_export
@@ -91,10 +91,10 @@ def sample_images(folder: Path, tile_size: int, count: int) -> np.ndarray:
     images = []
     for path in picked:
         with Image.open(path) as image:
-            rgb = image.convert("RGB")
-            if rgb.size != (tile_size, tile_size):
-                rgb = rgb.resize((tile_size, tile_size), Image.Resampling.BILINEAR)
-            images.append(np.asarray(rgb))
+            rgb = np.asarray(image.convert("RGB"))
+        if rgb.shape[:2] != (tile_size, tile_size):
+            rgb = tiles.resize(rgb, tile_size, tile_size)
+        images.append(rgb)
     return np.stack(images)
 
 
