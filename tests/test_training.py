@@ -60,7 +60,7 @@ def test_metrics_file_and_plots_are_written(trained_model_dir, training_report):
     matrix = np.array(metrics["test"]["confusion_matrix"]["rows_true_columns_predicted"])
     assert matrix.sum() == metrics["test"]["counts"]["total"]
     for plot in ("training_curves", "confusion_matrix", "augmented_samples",
-                 "test_predictions", "test_by_source"):
+                 "test_errors", "test_by_source"):
         path = trained_model_dir / "plots" / f"{plot}.png"
         assert path.stat().st_size > 10_000, path
     for stage in ("stage1", "stage2", "test"):
@@ -101,6 +101,20 @@ def predictions(probabilities: list[float], labels: list[int],
     count = len(labels)
     return evaluate.Predictions(np.array(probabilities), np.array(labels),
                                 sources or ["s"] * count, [""] * count, [""] * count)
+
+
+def test_error_gallery_shows_each_sources_surest_mistakes_first():
+    deck = predictions([0.05, 0.4, 0.01, 0.9, 0.6, 0.3, 0.7, 0.2],
+                       [1, 1, 1, 1, 0, 0, 0, 0], ["deck"] * 8)
+    walls = predictions([0.45, 0.1], [1, 0], ["walls"] * 2)
+    both = evaluate.Predictions(np.concatenate([walls.probabilities, deck.probabilities]),
+                                np.concatenate([walls.labels, deck.labels]),
+                                walls.sources + deck.sources, [""] * 10, [""] * 10)
+    # deck (indices 2-9): misses 0.01, 0.05, 0.4 by confidence, then alarms 0.7, 0.6;
+    # the found crack (0.9) and the quiet intact windows stay out; walls' miss comes after.
+    assert evaluate.worst_errors(both, threshold=0.5) == [4, 2, 3, 8, 6, 0]
+    assert evaluate.worst_errors(both, threshold=0.5, per_source=1) == [4, 8, 0]
+    assert evaluate.worst_errors(both, threshold=0.0) == [8, 6, 7, 9, 1]
 
 
 def test_threshold_rule_balances_sources_and_classes_then_prefers_half():

@@ -144,6 +144,27 @@ def metrics_by_source(predictions: Predictions, threshold: float) -> dict[str, d
             for name in sorted(set(predictions.sources))}
 
 
+def worst_errors(predictions: Predictions, threshold: float, per_source: int = 4
+                 ) -> list[int]:
+    """Indices of each source's most confident mistakes: up to ``per_source`` missed cracks
+    (lowest probability first) and as many false alarms (highest first), in source order.
+
+    The first examples of a split are one source's easy ones; the mistakes the model is
+    surest of are where a field source's figures are lost (a crack type it never learned,
+    a look-alike, or a mask that leaves a crack out), so they are what to look at.
+    """
+    p, y = predictions.probabilities, predictions.labels
+    sources = np.array(predictions.sources)
+    chosen: list[int] = []
+    for name in sorted(set(predictions.sources)):
+        mine = sources == name
+        missed = np.flatnonzero(mine & (y == POSITIVE) & (p < threshold))
+        flagged = np.flatnonzero(mine & (y == NEGATIVE) & (p >= threshold))
+        chosen += missed[np.argsort(p[missed], kind="stable")][:per_source].tolist()
+        chosen += flagged[np.argsort(-p[flagged], kind="stable")][:per_source].tolist()
+    return chosen
+
+
 def photo_cases(whole: Predictions) -> list[tuple[str, int, np.ndarray]]:
     """``(source, truth, tile probabilities)`` per photo judged at photo level.
 

@@ -65,7 +65,7 @@ def image_grid(images: np.ndarray, titles: list[str], path: str, colors: list[st
             axis.set_title(titles[index], fontsize=7,
                            color=(colors[index] if colors else "black"))
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.0 + 0.1 / rows)
     return _save(fig, path)
 
 

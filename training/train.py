@@ -10,6 +10,7 @@ stage 1 left it. The decision threshold is chosen on validation, metrics come fr
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -83,17 +84,21 @@ def save_plots(output: str, args: argparse.Namespace, stages: dict, test: evalua
     paths.append(plots.image_grid(images.numpy(), [class_names[i] for i in labels.numpy()],
                                   posixpath.join(plot_dir, "augmented_samples.png"),
                                   title="training inputs after augmentation"))
-    raw, _, _ = next(iter(input_pipeline.dataset(args.data, "test", args.image_size, 32,
-                                                 with_meta=True)))
-    shown = min(32, len(raw))
-    probabilities, truth = test.probabilities[:shown], test.labels[:shown]
-    correct = (probabilities >= test_metrics["threshold"]).astype(int) == truth
+    errors = evaluate.worst_errors(test, test_metrics["threshold"])
+    wanted, pixels = set(errors), {}
+    batches = input_pipeline.dataset(args.data, "test", args.image_size, args.batch_size)
+    for start, (batch, _) in zip(itertools.count(0, args.batch_size), batches):
+        for index in wanted.intersection(range(start, start + len(batch))):
+            pixels[index] = batch[index - start].numpy()
+        if len(pixels) == len(wanted):
+            break
     paths.append(plots.image_grid(
-        raw.numpy()[:shown],
-        [f"{class_names[t]}  p={p:.3f}" for t, p in zip(truth, probabilities)],
-        posixpath.join(plot_dir, "test_predictions.png"),
-        colors=["darkgreen" if ok else "red" for ok in correct],
-        title="test predictions: crack probability (red = wrong)"))
+        np.array([pixels[i] for i in errors]),
+        [f"{test.sources[i]}\n{class_names[test.labels[i]]}  p={test.probabilities[i]:.3f}"
+         for i in errors],
+        posixpath.join(plot_dir, "test_errors.png"),
+        title=(f"the surest mistakes on test, per source (threshold "
+               f"{test_metrics['threshold']:.3f})" if errors else "no mistakes on test")))
     return paths
 
 
