@@ -53,17 +53,16 @@ def confusion_matrix(matrix: list[list[int]], class_names: list[str], path: str)
     return _save(fig, path)
 
 
-def image_grid(images: np.ndarray, titles: list[str], path: str, colors: list[str] | None = None,
-               columns: int = 8, title: str = "") -> str:
-    """A grid of 0-255 RGB images with a caption each (augmented samples, predictions)."""
+def image_grid(images: np.ndarray, titles: list[str], path: str, columns: int = 8,
+               title: str = "") -> str:
+    """A grid of 0-255 RGB images with a caption each (augmented samples, test mistakes)."""
     rows = max(1, int(np.ceil(len(images) / columns)))
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.8))
     for index, axis in enumerate(np.atleast_1d(axes).ravel()):
         axis.axis("off")
         if index < len(images):
             axis.imshow(np.clip(images[index], 0, 255).astype(np.uint8))
-            axis.set_title(titles[index], fontsize=7,
-                           color=(colors[index] if colors else "black"))
+            axis.set_title(titles[index], fontsize=7)
     if title:
         fig.suptitle(title, y=1.0 + 0.1 / rows)
     return _save(fig, path)
