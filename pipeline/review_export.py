@@ -68,7 +68,6 @@ REVIEW_FILE = "review.csv"
 GROUPS_FILE = "manifest.csv"
 GROUP_FIELDS = ("name", "group")
 UNSORTED = "unsorted"
-DEFAULT_PER_PHOTO = 8
 REVIEW_FIELDS = ("file", "uri", "tile", "x0", "y0", "x1", "y1", "crack_probability",
                  "threshold", "label", "latitude", "longitude")
 # Hex digits (64 bits) of sha256(uri, tile) in a file name: what makes names unique; the

@@ -9,6 +9,9 @@ import dataclasses
 from crackscan.model_card import ModelCard
 from pipeline.bigquery_sink import TableSpec
 
+# --review-per-photo's default (why 8: pipeline.review_export).
+DEFAULT_REVIEW_PER_PHOTO = 8
+
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -36,7 +39,7 @@ class RunConfig:
     # --export-review: where the tiles to label go (None: not exported), and how many of
     # one photo's tiles at most.
     export_review: str | None = None
-    review_per_photo: int = 8
+    review_per_photo: int = DEFAULT_REVIEW_PER_PHOTO
     # Whether the runner has several workers to spread one archive's reading and scoring
     # over (pipeline.score.spreads_over_workers); False on the in-memory DirectRunner.
     spread: bool = True

@@ -36,13 +36,13 @@ from pipeline.reading import ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPre
 from pipeline.records import ScoredImage, tile_rows
 from pipeline.regroup import SCORED, RegroupByImage
 from pipeline.regroup import ERRORS as INFERENCE_ERRORS
-from pipeline.review_export import DEFAULT_PER_PHOTO, ExportReview, existing_export
+from pipeline.review_export import ExportReview, existing_export
 from pipeline.bigquery_sink import WriteBigQuery, table_spec
 from pipeline.geo import GEOJSON_FILE, KML_FILE
 from pipeline.dry_run import dataflow_problems, is_dataflow, job_plan
 from pipeline.sinks import FORMATS, WriteJsonLines, WritePredictions
 from pipeline.run_status import REPORT_FILE, SUMMARY_FILE, unfinished_run_reason
-from pipeline.run_config import RunConfig
+from pipeline.run_config import DEFAULT_REVIEW_PER_PHOTO, RunConfig
 from pipeline.summary import Summarize
 from pipeline.tiling import INFOS, TILES, DecodeAndTile
 from pipeline.tiling import ERRORS as TILING_ERRORS
@@ -133,9 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "threshold) as DIR/unsorted/*.png with DIR/review.csv; sorted "
                              "into DIR/Positive/ and DIR/Negative/, DIR is a source for "
                              "training.build_dataset (default: none)")
-    parser.add_argument("--review-per-photo", type=_positive_int, default=DEFAULT_PER_PHOTO,
-                        metavar="N", help="most tiles of one photo --export-review writes "
-                                          f"(default: {DEFAULT_PER_PHOTO})")
+    parser.add_argument("--review-per-photo", type=_positive_int,
+                        default=DEFAULT_REVIEW_PER_PHOTO, metavar="N", help="most tiles of one photo --export-review writes "
+                                          f"(default: {DEFAULT_REVIEW_PER_PHOTO})")
     parser.add_argument("--dry-run", action="store_true",
                         help="check the model, inputs, output and (for DataflowRunner) the "
                              "Dataflow options, print the job as JSON, and submit nothing")
