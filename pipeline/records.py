@@ -69,10 +69,15 @@ class TileScore(NamedTuple):
 
 
 class ScoredImage(NamedTuple):
-    """A prediction row and the tile scores behind it (none for a row reused from before)."""
+    """A prediction row and the tile scores behind it (none for a row reused from before).
+
+    ``metadata_warnings`` counts the photo's metadata values refused while decoding: the row
+    leaves them out, and the summary reports how many there were, on every runner.
+    """
 
     row: dict[str, Any]
     tiles: tuple[TileScore, ...]
+    metadata_warnings: int = 0
 
 
 def probability(value: float) -> float:

@@ -45,7 +45,7 @@ def scored_image(spec: ModelCard, info: ImageInfo, scores: list[TileScore]) -> S
         "sha256": info.sha256,
         **info.metadata.columns(),
     }
-    return ScoredImage(row, tuple(scores))
+    return ScoredImage(row, tuple(scores), len(info.metadata.warnings))
 
 
 class _Assemble(beam.DoFn):

@@ -222,8 +222,8 @@ class ExportReview(beam.PTransform):
     def expand(self, scored: beam.PCollection) -> beam.PCollection:
         positive_class, per_photo = self._positive_class, self._per_photo
         lines = (scored
-                 | "ChooseTiles" >> beam.Map(lambda image: ScoredImage(
-                     image.row, review_tiles(image, positive_class, per_photo)))
+                 | "ChooseTiles" >> beam.Map(lambda image: image._replace(
+                     tiles=review_tiles(image, positive_class, per_photo)))
                  | "SomeTiles" >> beam.Filter(lambda image: bool(image.tiles))
                  | "ByContainer" >> beam.Map(_container)
                  | "GroupByContainer" >> beam.GroupByKey()

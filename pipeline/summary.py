@@ -158,6 +158,7 @@ class WriteSummaryFn(beam.DoFn):
             "crack_rate": positive / scored if scored else 0.0,
             "tiles": counts.get("tiles", 0),
             "geotagged": geotagged,
+            "metadata_warnings": counts.get("metadata_warnings", 0),
             "accounting_ok": not problems,
             "accounting": {
                 "in_pipeline": {"seen": seen, "scored": scored, "failed": failed,
@@ -214,6 +215,7 @@ def _prediction_events(image: ScoredImage, positive_class: str
     yield "scored", 1
     yield "positive", int(image.row["label"] == positive_class)
     yield "tiles", len(image.tiles)
+    yield "metadata_warnings", image.metadata_warnings
 
 
 def _error_events(row: dict[str, str]) -> Iterator[tuple[str, int]]:

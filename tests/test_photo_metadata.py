@@ -341,6 +341,7 @@ def test_raw_photos_are_error_rows_and_everything_else_is_scored(
     seen = len(list(survey.iterdir()))
     assert (summary["seen"], summary["scored"], summary["failed"]) == (seen, seen - 2, 2)
     assert summary["accounting_ok"] is True
+    assert summary["metadata_warnings"] == len(MALFORMED)
 
 
 def test_csv_rows_carry_position_time_camera_and_gimbal(csv_run: tuple[Path, dict],
