@@ -5,8 +5,8 @@ model 1.2-1.4x faster per image at batch 1 than at 8 (a batch's activations stay
 two threads are flat from 1 to 8 and slower at 32, and an int8 file runs 8 as fast as 1
 (bench/README.md section 8). So the launcher times the interpreter the workers will run (the
 card's file, on as many threads) at each candidate size and takes the fastest. The result is
-cached per file, thread count, CPU and LiteRT version, so a machine pays the ~3-4 s once per
-model, not once per night.
+cached per file, thread count, CPU (model and instruction set) and LiteRT version, so a
+machine pays the ~3-4 s once per model, not once per night.
 
 Measured on the launcher, the choice fits workers on the same machine (the DirectRunner);
 a remote runner's workers are other machines, so those runs take ``--batch-size`` or the
@@ -14,6 +14,7 @@ runtime's default instead.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -36,16 +37,26 @@ def cache_path() -> Path:
     return Path(root) / "crackscan" / CACHE_FILE
 
 
-def cpu_name() -> str:
-    """The CPU's model name: a cached choice must not follow a disk image to other hardware."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def cpu_identity(cpuinfo: str | None = None) -> str:
+    """The CPU's model name and a digest of its instruction-set flags.
+
+    A cached choice must not follow a disk image to other hardware, and a virtual machine's
+    model name ("AMD EPYC") can hide the generation, whose vector extensions (AVX-512, VNNI)
+    decide which XNNPACK kernels run. ``cpuinfo`` is /proc/cpuinfo's text, read when omitted.
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    flags = " ".join(sorted(fields.get("flags", "").split()))
+    return f"{name}|flags={hashlib.sha256(flags.encode()).hexdigest()[:12]}" if flags else name
 
 
 def _litert_version() -> str:
@@ -57,7 +68,7 @@ def _litert_version() -> str:
 
 
 def cache_key(sha256: str, threads: int) -> str:
-    return f"{sha256}|threads={threads}|{cpu_name()}|litert={_litert_version()}"
+    return f"{sha256}|threads={threads}|{cpu_identity()}|litert={_litert_version()}"
 
 
 def images_per_second(forward: Callable[[np.ndarray], object], images: np.ndarray,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from crackscan.model_card import read_card
-from pipeline.batch_size import CANDIDATES, cache_key, cache_path, fastest_batch_size
+from pipeline.batch_size import (CANDIDATES, cache_key, cache_path, cpu_identity,
+                                 fastest_batch_size)
 from pipeline.inference import SHIPPED_MODEL_DIR
 from pipeline.score import run
 from scoring_helpers import IN_MEMORY, score
@@ -84,3 +85,14 @@ def test_remote_workers_take_the_runtimes_default(own_cache: Path, tmp_path: Pat
     assert plan["inference"] == {"runtime": "litert", "batch_size": 8, "litert_threads": 1,
                                  "batch_size_from": "default"}
     assert not own_cache.exists()
+
+
+def test_one_cpu_name_with_other_vector_extensions_is_another_machine():
+    """Cloud VMs often report only "AMD EPYC": the flags tell a VNNI host from an AVX2 one."""
+    avx2 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    vnni = avx2.replace("fma", "fma avx512f avx512_vnni")
+    second_core = avx2 + avx2.replace("processor\t: 0", "processor\t: 1")
+    assert cpu_identity(avx2) != cpu_identity(vnni)
+    assert cpu_identity(avx2) == cpu_identity(second_core)
+    assert cpu_identity(avx2).startswith("AMD EPYC|flags=")
+    assert cpu_identity("model name\t: Apple M2\n") == "Apple M2"
