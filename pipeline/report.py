@@ -167,6 +167,10 @@ def _stats(summary: dict) -> str:
         ("images_per_second", "Images / s", lambda v: f"{float(v):,.1f}", ""),
         ("wall_seconds", "Wall time", _duration, ""),
     ]
+    if summary.get("metadata_warnings"):
+        # Shown only when some photo's position, time or camera was left out: a zero on
+        # every night's report would teach readers to skip it.
+        formatters.append(("metadata_warnings", "Metadata warnings", _count, "warn"))
     return "".join(_stat(label, render(summary[key]), tone)
                    for key, label, render, tone in formatters
                    if summary.get(key) is not None)

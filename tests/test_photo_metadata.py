@@ -342,6 +342,7 @@ def test_raw_photos_are_error_rows_and_everything_else_is_scored(
     assert (summary["seen"], summary["scored"], summary["failed"]) == (seen, seen - 2, 2)
     assert summary["accounting_ok"] is True
     assert summary["metadata_warnings"] == len(MALFORMED)
+    assert "Metadata warnings" in (out / "report.html").read_text()
 
 
 def test_csv_rows_carry_position_time_camera_and_gimbal(csv_run: tuple[Path, dict],

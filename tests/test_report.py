@@ -226,6 +226,15 @@ def test_only_the_summary_keys_present_are_rendered():
     assert "Accounting not available" in render_report({"scored": 3}, [], [])
 
 
+def test_metadata_warnings_are_a_headline_only_when_some_were_left_out():
+    quiet = render_report({"seen": 3, "scored": 3, "failed": 0, "metadata_warnings": 0}, [], [])
+    assert "Metadata warnings" not in " ".join(parse(quiet).text)
+    warned = render_report({"seen": 3, "scored": 3, "failed": 0, "metadata_warnings": 2}, [],
+                           [])
+    assert re.search(r'<div class="stat warn"><div class="value">2</div>'
+                     r'<div class="label">Metadata warnings</div>', warned)
+
+
 def test_most_cracked_images_come_first_with_their_tile_counts():
     page = render_report(summary(), [top_image("low.jpg", 0.61), top_image("high.jpg", 0.97)],
                          [])
