@@ -134,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "into DIR/Positive/ and DIR/Negative/, DIR is a source for "
                              "training.build_dataset (default: none)")
     parser.add_argument("--review-per-photo", type=_positive_int,
-                        default=DEFAULT_REVIEW_PER_PHOTO, metavar="N", help="most tiles of one photo --export-review writes "
-                                          f"(default: {DEFAULT_REVIEW_PER_PHOTO})")
+                        default=DEFAULT_REVIEW_PER_PHOTO, metavar="N",
+                        help="most tiles of one photo --export-review writes "
+                             f"(default: {DEFAULT_REVIEW_PER_PHOTO})")
     parser.add_argument("--dry-run", action="store_true",
                         help="check the model, inputs, output and (for DataflowRunner) the "
                              "Dataflow options, print the job as JSON, and submit nothing")
