@@ -249,3 +249,47 @@ def test_unknown_weights_path_is_a_clear_error(tmp_path):
 def test_missing_shards_are_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="build_dataset"):
         input_pipeline.shard_files(str(tmp_path), "train")
+
+
+
+def test_mirror_average_is_the_mean_of_an_image_and_its_mirror_image(fixture_dataset, tmp_path):
+    from crackscan.tflite_model import TFLiteClassifier
+    from scoring_helpers import tiny_model
+    from training import export_tflite
+
+    keras.utils.set_random_seed(0)
+    one_pass = tiny_model()
+    model = model_lib.with_mirror_average(one_pass)
+    images, _ = export.native_batch(str(fixture_dataset), "test", 8)
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    plain, flipped = one_pass.predict_on_batch(images), one_pass.predict_on_batch(mirrored)
+    assert np.abs(plain - flipped).max() > 1e-3  # one pass tells a photo from its mirror
+    averaged = model.predict_on_batch(images)
+    np.testing.assert_allclose(averaged, (plain + flipped) / 2, atol=1e-6)
+    np.testing.assert_allclose(model.predict_on_batch(mirrored), averaged, atol=1e-6)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
+    np.testing.assert_allclose(reloaded.predict_on_batch(mirrored), averaged, atol=1e-6)
+    card = export_tflite.export(model, str(tmp_path), {"tile_size": images.shape[1]}, images,
+                                averaged)
+    litert = TFLiteClassifier((tmp_path / card["tflite_file"]).read_bytes(), threads=1)
+    np.testing.assert_allclose(litert.predict(mirrored), averaged, atol=1e-4)
+
+
+def test_training_with_mirror_average_measures_and_exports_the_averaged_model(
+        fixture_dataset, tmp_path):
+    from training import train
+
+    report = train.main(["--data", str(fixture_dataset), "--output", str(tmp_path),
+                         "--weights", "none", "--epochs", "1", "--fine-tune-epochs", "0",
+                         "--image-size", "32", "--batch-size", "8", "--mirror-average"])
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["mirror_average"] is True and "mirror image" in card["output"]
+    assert report["options"]["mirror_average"] is True
+    model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
+    assert model.get_layer("mirror_average")
+    evaluated = {row["sha256"]: row["crack_probability"] for row in json.loads(
+        (tmp_path / "test_predictions.json").read_text())}
+    images, hashes = export.native_batch(str(fixture_dataset), "test", len(evaluated))
+    np.testing.assert_allclose(model.predict_on_batch(images)[:, 1],
+                               [evaluated[h] for h in hashes], atol=1e-5)

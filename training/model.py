@@ -57,6 +57,23 @@ def build(image_size: int = 224, weights: str = "imagenet", dropout: float = 0.2
     return keras.Model(inputs, outputs, name="crackscan_mobilenet_v2"), base
 
 
+def with_mirror_average(model: keras.Model) -> keras.Model:
+    """The trained model scoring each image and its left-right mirror image, and
+    averaging the two: one number per image that no longer depends on which way the
+    drone flew over a crack.
+
+    Training augments with flips, yet one pass still ranks a crack differently from its
+    mirror image. On the field data's validation windows the average ranked uavcrack's
+    better (ROC AUC 0.979 to 0.984) and lowered the log loss (0.122 to 0.115). It is inside
+    the exported model, so the threshold chosen on validation, every figure of the card and
+    every scorer see the same averaged probability; it costs a second pass per tile.
+    """
+    image = keras.Input(shape=(None, None, 3), name="image")
+    mirrored = keras.ops.flip(image, axis=2)
+    averaged = keras.layers.Average(name="mirror_average")([model(image), model(mirrored)])
+    return keras.Model(image, averaged, name=f"{model.name}_mirror_average")
+
+
 def unfreeze_top(base: keras.Model, layers: int) -> int:
     """Make the top ``layers`` of the backbone trainable, BN excluded; returns how many."""
     base.trainable = True

@@ -158,6 +158,8 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     else:
         stages["stage2"] = {"skipped": "no pretrained backbone to fine-tune"
                             if args.weights == "none" else "--fine-tune-epochs 0"}
+    if args.mirror_average:
+        model = model_lib.with_mirror_average(model)
     return evaluate_and_export(model, args, argv, manifest, stages, started)
 
 
@@ -201,7 +203,10 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
         "tile_size": tile_size(manifest, args.image_size),
         "input": "float32 or uint8 RGB 0-255, shape (batch, height, width, 3), any size; "
                  "resized and scaled inside the model",
-        "output": "softmax probabilities over class_names",
+        "output": "softmax probabilities over class_names" + (
+            ", the mean of the image's and its left-right mirror image's"
+            if args.mirror_average else ""),
+        "mirror_average": args.mirror_average,
         "threshold": threshold,
         "threshold_rule": "best accuracy balanced over sources and classes on the "
                           "validation split (mean of each source's recall and 1 - false-alarm "
@@ -323,6 +328,11 @@ def parser() -> argparse.ArgumentParser:
                         "every source 1)")
     p.add_argument("--seed", type=int, default=1337,
                    help="seed of weights, sampling and augmentation (default: 1337)")
+    p.add_argument("--mirror-average", action="store_true",
+                   help="export a model that scores each image and its left-right mirror "
+                        "image and averages the two; the threshold and every figure are "
+                        "measured on that average (twice the inference time per tile; "
+                        "default: one pass)")
     p.add_argument("--int8", action="store_true",
                    help="also model_int8.tflite (calibrated on the train split, float layers "
                         "chosen on val), listed in the card only if, on every source's test "
