@@ -38,8 +38,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.measure import (copy_images, images_per_second, interleaved_medians, machine,
-                           marginal_rate, markdown_table, parallel_images_per_second)
+from bench.measure import (add_litert_rate_flags, copy_images, images_per_second,
+                           interleaved_medians, machine, marginal_rate, markdown_table,
+                           parallel_images_per_second)
 from bench.survey_memory import DEFAULT_PHOTO
 from pipeline.score import run as score
 from crackscan.model_card import file_sha256, join, read_card, write_card
@@ -174,12 +175,6 @@ def main(argv: list[str] | None = None) -> str:
                         help="the data set the model was trained on (test windows)")
     parser.add_argument("--int8", type=Path,
                         help="int8 .tflite to measure (default: the one the card lists)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="LiteRT XNNPACK threads (default: the CPU count)")
-    parser.add_argument("--seconds", type=float, default=3.0,
-                        help="measuring time per file, batch size and repeat (default 3)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="interleaved repeats of every measurement (default 3)")
     parser.add_argument("--images", type=Path, default=Path("../shared/data/concrete"),
                         help="images the pipeline scores, copied as often as needed "
                              "(default: ../shared/data/concrete)")
@@ -198,6 +193,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--no-survey", action="store_true", help="no survey photo jobs")
     parser.add_argument("--no-pipeline", action="store_true",
                         help="raw rates and accuracy only, no pipeline jobs")
+    add_litert_rate_flags(parser, "file, batch size")
     args = parser.parse_args(argv)
 
     card = read_card(args.model)

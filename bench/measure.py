@@ -6,6 +6,7 @@ on a shared machine from landing on one of them only.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import multiprocessing
@@ -154,6 +155,17 @@ def machine() -> str:
             continue
     return (f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, "
             + ", ".join(versions))
+
+
+def add_litert_rate_flags(parser: argparse.ArgumentParser, per: str) -> None:
+    """``--threads``, ``--seconds`` and ``--repeats``, alike in every benchmark that times
+    LiteRT interpreters against each other; ``per`` names what each measurement times."""
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="LiteRT XNNPACK threads (default: the CPU count)")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help=f"measuring time per {per} and repeat (default 3)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved repeats of every measurement (default 3)")
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -10,13 +10,13 @@ the mirror average alone. Both are measured interleaved, ``--repeats`` times (me
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from bench.measure import images_per_second, interleaved_medians, machine, markdown_table
+from bench.measure import (add_litert_rate_flags, images_per_second, interleaved_medians,
+                           machine, markdown_table)
 from crackscan.model_card import join, read_card
 from crackscan.tflite_model import TFLiteClassifier
 from pipeline.inference import DEFAULT_BATCH_SIZES, LITERT
@@ -40,12 +40,7 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="trained model folder (with model.keras)")
     parser.add_argument("--images", type=Path, default=Path("../shared/data/concrete"))
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="LiteRT XNNPACK threads (default: the CPU count)")
-    parser.add_argument("--seconds", type=float, default=3.0,
-                        help="measuring time per form and repeat (default 3)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="interleaved repeats of every measurement (default 3)")
+    add_litert_rate_flags(parser, "form")
     args = parser.parse_args(argv)
 
     card = read_card(args.model)

@@ -12,15 +12,15 @@ its batch size; it includes the job's fixed costs (checks, graph, model load, re
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from bench.measure import (copy_images, images_per_second, interleaved_medians, machine,
-                           markdown_table, pipeline_rate, ONE_PROCESS)
+from bench.measure import (add_litert_rate_flags, copy_images, images_per_second,
+                           interleaved_medians, machine, markdown_table, pipeline_rate,
+                           ONE_PROCESS)
 from crackscan.model_card import join, read_card
 from crackscan.tflite_model import TFLiteClassifier
 from pipeline.inference import DEFAULT_BATCH_SIZES, LITERT_INT8
@@ -54,15 +54,10 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="trained model folder (with .tflite)")
     parser.add_argument("--images", type=Path, default=Path("../shared/data/concrete"))
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="LiteRT XNNPACK threads (default: the CPU count)")
-    parser.add_argument("--seconds", type=float, default=3.0,
-                        help="measuring time per runtime, batch size and repeat (default 3)")
     parser.add_argument("--pipeline-images", type=int, default=4000,
                         help="images per pipeline run (default 4000: the job's fixed costs, "
                              "~1.5 s, are then under a tenth of its time)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="interleaved repeats of every measurement (default 3)")
+    add_litert_rate_flags(parser, "runtime, batch size")
     args = parser.parse_args(argv)
 
     card = read_card(args.model)
