@@ -59,8 +59,7 @@ def build(image_size: int = 224, weights: str = "imagenet", dropout: float = 0.2
 
 def with_mirror_average(model: keras.Model) -> keras.Model:
     """The trained model scoring each image and its left-right mirror image, and
-    averaging the two: one number per image that no longer depends on which way the
-    drone flew over a crack.
+    averaging the two: one number per image, the same for a photo and its mirror image.
 
     Training augments with flips, yet one pass still ranks a crack differently from its
     mirror image. On the field data's validation windows the average ranked uavcrack's
