@@ -21,7 +21,7 @@ from crackscan.model_card import join, read_card
 from crackscan.tflite_model import TFLiteClassifier
 from pipeline.inference import DEFAULT_BATCH_SIZES, LITERT
 from training.export_tflite import convert, sample_images
-from training.model import with_mirror_average
+from training.model import MIRROR_AVERAGE_LAYER, with_mirror_average
 
 ONE_PASS, AVERAGED = "one pass", "mirror average"
 
@@ -29,7 +29,7 @@ ONE_PASS, AVERAGED = "one pass", "mirror average"
 def both_forms(model: keras.Model) -> dict[str, keras.Model]:
     """The one-pass model and its mirror average, from either of them."""
     try:
-        model.get_layer("mirror_average")
+        model.get_layer(MIRROR_AVERAGE_LAYER)
     except ValueError:
         return {ONE_PASS: model, AVERAGED: with_mirror_average(model)}
     one_pass = next(layer for layer in model.layers if isinstance(layer, keras.Model))

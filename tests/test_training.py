@@ -251,7 +251,6 @@ def test_missing_shards_are_a_clear_error(tmp_path):
         input_pipeline.shard_files(str(tmp_path), "train")
 
 
-
 def test_mirror_average_is_the_mean_of_an_image_and_its_mirror_image(fixture_dataset, tmp_path):
     from crackscan.tflite_model import TFLiteClassifier
     from scoring_helpers import tiny_model
@@ -287,7 +286,7 @@ def test_training_with_mirror_average_measures_and_exports_the_averaged_model(
     assert card["mirror_average"] is True and "mirror image" in card["output"]
     assert report["options"]["mirror_average"] is True
     model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
-    assert model.get_layer("mirror_average")
+    assert model.get_layer(model_lib.MIRROR_AVERAGE_LAYER)
     evaluated = {row["sha256"]: row["crack_probability"] for row in json.loads(
         (tmp_path / "test_predictions.json").read_text())}
     images, hashes = export.native_batch(str(fixture_dataset), "test", len(evaluated))

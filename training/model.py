@@ -16,6 +16,8 @@ import os
 import keras
 
 WEIGHT_CHOICES = ("imagenet", "none")
+# The layer that tells a mirror-averaged model from a one-pass one.
+MIRROR_AVERAGE_LAYER = "mirror_average"
 
 
 def backbone(image_size: int, weights: str) -> keras.Model:
@@ -69,7 +71,7 @@ def with_mirror_average(model: keras.Model) -> keras.Model:
     """
     image = keras.Input(shape=(None, None, 3), name="image")
     mirrored = keras.ops.flip(image, axis=2)
-    averaged = keras.layers.Average(name="mirror_average")([model(image), model(mirrored)])
+    averaged = keras.layers.Average(name=MIRROR_AVERAGE_LAYER)([model(image), model(mirrored)])
     return keras.Model(image, averaged, name=f"{model.name}_mirror_average")
 
 
