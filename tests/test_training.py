@@ -251,6 +251,48 @@ def test_missing_shards_are_a_clear_error(tmp_path):
         input_pipeline.shard_files(str(tmp_path), "train")
 
 
+def test_weight_average_is_what_validation_early_stopping_and_the_model_get(tmp_path):
+    from scoring_helpers import tiny_model
+    from training import train
+
+    momentum = 0.5
+    keras.utils.set_random_seed(0)
+    model = tiny_model()
+    model_lib.compile_model(model, 3e-2, momentum)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (32, 64, 64, 3)).astype("float32")
+    labels = (images[..., 0].mean(axis=(1, 2)) > 127.5).astype("int64")
+    raw_after_each_step = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda *_, **__: raw_after_each_step
+                                            .append([w.numpy().copy()
+                                                     for w in model.trainable_weights]))
+    history = model.fit(images, labels, validation_data=(images[:16], labels[:16]),
+                        batch_size=8, epochs=5, verbose=0, callbacks=train.callbacks(
+                            str(tmp_path), "stage1", patience=10, weight_average=True)
+                        + [record]).history
+    average = raw_after_each_step[0]
+    averages = [average]
+    for raw in raw_after_each_step[1:]:
+        average = [momentum * a + (1 - momentum) * w for a, w in zip(average, raw)]
+        averages.append(average)
+    best = int(np.argmin(history["val_loss"]))
+    best_step = (best + 1) * 4 - 1
+    for kept, expected, raw in zip(model.trainable_weights, averages[best_step],
+                                   raw_after_each_step[best_step]):
+        np.testing.assert_allclose(kept.numpy(), expected, rtol=1e-4, atol=1e-6)
+        assert not np.allclose(kept.numpy(), raw, atol=1e-6)
+    loss, _ = model.evaluate(images[:16], labels[:16], verbose=0)
+    assert loss == pytest.approx(history["val_loss"][best], rel=1e-5)
+
+
+def test_ema_momentum_must_lie_between_0_and_1(capsys):
+    from training import train
+
+    with pytest.raises(SystemExit):
+        train.parser().parse_args(["--data", "d", "--output", "o", "--ema-momentum", "1"])
+    assert "between 0 and 1" in capsys.readouterr().err
+
+
 def test_mirror_average_is_the_mean_of_an_image_and_its_mirror_image(fixture_dataset, tmp_path):
     from crackscan.tflite_model import TFLiteClassifier
     from scoring_helpers import tiny_model

@@ -87,7 +87,16 @@ def unfreeze_top(base: keras.Model, layers: int) -> int:
     return unfrozen
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+def compile_model(model: keras.Model, learning_rate: float,
+                  ema_momentum: float | None = None) -> None:
+    """Adam, optionally keeping an exponential moving average of the weights.
+
+    The average (Polyak averaging) is what the rerun of the shipped recipe lacked: its
+    stage-2 validation loss jumped from 0.192 to 0.350 within one epoch, so which weights
+    early stopping kept depended on where the last steps happened to land.
+    """
+    optimizer = (keras.optimizers.Adam(learning_rate) if ema_momentum is None else
+                 keras.optimizers.Adam(learning_rate, use_ema=True, ema_momentum=ema_momentum))
+    model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(),
                   weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])

@@ -31,8 +31,13 @@ from training import (evaluate, export, export_tflite, input_pipeline, int8_expo
 log = logging.getLogger("crackscan.train")
 
 
-def callbacks(output: str, stage: str, patience: int) -> list[keras.callbacks.Callback]:
-    return [
+def callbacks(output: str, stage: str, patience: int,
+              weight_average: bool = False) -> list[keras.callbacks.Callback]:
+    """Early stopping, TensorBoard and the best checkpoint; with a weight average, each
+    epoch's validation, checkpoint and early-stopping choice see the averaged weights
+    (SwapEMAWeights comes first so the others find them in the model)."""
+    swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if weight_average else []
+    return swap + [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                       restore_best_weights=True, verbose=1),
         keras.callbacks.TensorBoard(log_dir=posixpath.join(output, "logs", stage)),
@@ -46,11 +51,12 @@ def fit_stage(model: keras.Model, stage: str, train_ds: tf.data.Dataset,
               val_ds: tf.data.Dataset, args: argparse.Namespace, epochs: int,
               learning_rate: float, steps_per_epoch: int) -> dict:
     """One stage: compile, fit with early stopping, and its best validation figures."""
-    model_lib.compile_model(model, learning_rate)
+    model_lib.compile_model(model, learning_rate, args.ema_momentum)
     started = time.monotonic()
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
                         steps_per_epoch=steps_per_epoch,
-                        callbacks=callbacks(args.output, stage, args.patience),
+                        callbacks=callbacks(args.output, stage, args.patience,
+                                            args.ema_momentum is not None),
                         verbose=2)
     loss, accuracy = model.evaluate(val_ds, verbose=0)
     result = {"epochs_run": len(history.history["loss"]), "learning_rate": learning_rate,
@@ -207,6 +213,7 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
             ", the mean of the image's and its left-right mirror image's"
             if args.mirror_average else ""),
         "mirror_average": args.mirror_average,
+        "ema_momentum": args.ema_momentum,
         "threshold": threshold,
         "threshold_rule": "best accuracy balanced over sources and classes on the "
                           "validation split (mean of each source's recall and 1 - false-alarm "
@@ -291,6 +298,18 @@ def source_weight(text: str) -> tuple[str, float]:
     return name, value
 
 
+def ema_momentum(text: str) -> float:
+    """A momentum strictly between 0 and 1, for ``--ema-momentum``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a momentum between 0 and 1, "
+                                         f"e.g. 0.99")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = cli.command_parser("training.train", __doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder written by training.build_dataset")
@@ -328,6 +347,11 @@ def parser() -> argparse.ArgumentParser:
                         "every source 1)")
     p.add_argument("--seed", type=int, default=1337,
                    help="seed of weights, sampling and augmentation (default: 1337)")
+    p.add_argument("--ema-momentum", type=ema_momentum, default=None, metavar="M",
+                   help="train with an exponential moving average of the weights (Adam's "
+                        "use_ema; 0.99 averages over about the last 100 steps): validation, "
+                        "checkpoints, early stopping and the exported model use the average "
+                        "(default: the raw weights)")
     p.add_argument("--mirror-average", action="store_true",
                    help="export a model that scores each image and its left-right mirror "
                         "image and averages the two; the threshold and every figure are "
@@ -365,7 +389,6 @@ def main(argv: list[str] | None = None) -> dict:
           f"{os.path.join(args.output, 'model_card.json')}  plots: "
           f"{os.path.join(args.output, 'plots')}")
     return report
-
 
 
 console = cli.console_script(main)
