@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -11,6 +14,8 @@ import tensorflow as tf
 from crackscan import model_card
 from crackscan.verdict import photo_probability
 from training import evaluate, export, input_pipeline, model as model_lib
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.shared("the 4,000 shared concrete images and the pretrained backbone weights, for a "
@@ -230,6 +235,33 @@ def test_training_batches_are_balanced_whatever_the_split_holds(fixture_concrete
                                      seed=1)
     labels = np.concatenate([y.numpy() for _, y in batches.take(8)])
     assert 0.4 < labels.mean() < 0.6  # 6:1 in the files, 1:1 in training
+
+
+BATCH_DIGESTS = """
+import hashlib, sys
+import keras
+from training import input_pipeline
+for seed in (3, 4):
+    keras.utils.set_random_seed(seed)
+    digest = hashlib.sha256()
+    for x, y in input_pipeline.dataset(sys.argv[1], "train", 64, 8, training=True,
+                                       seed=seed).take(6):
+        digest.update(x.numpy().tobytes() + y.numpy().tobytes())
+    print(digest.hexdigest())
+"""
+
+
+def test_training_batches_repeat_exactly_for_a_seed_and_only_for_it(fixture_dataset):
+    """The card's command must give the same model again on the same machine: sampling and
+    augmentation, run on parallel threads, may not depend on which thread came first."""
+    def digests() -> list[str]:
+        return subprocess.run([sys.executable, "-c", BATCH_DIGESTS, str(fixture_dataset)],
+                              cwd=REPO, check=True, capture_output=True, text=True,
+                              timeout=300).stdout.split()
+
+    first, again = digests(), digests()
+    assert first == again and len(set(first)) == 2
+
 
 def test_augmentation_only_on_the_training_split(fixture_dataset):
     eval_a = next(iter(input_pipeline.dataset(str(fixture_dataset), "val", 64, 8)))[0]

@@ -119,8 +119,11 @@ def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int,
     ds = ds.map(lambda e: (_pixels(e, image_size), tf.cast(e["image/label"], tf.int32)),
                 num_parallel_calls=AUTOTUNE)
     augment = augmenter(seed)
+    # One batch at a time: each call draws its random transforms from the layers' seed
+    # state, and parallel calls would race for it, so the same seed would augment
+    # differently from run to run. The ops inside still use every core.
     ds = ds.batch(batch_size, drop_remainder=True).map(
-        lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE)
+        lambda x, y: (augment(x, training=True), y))
     return ds.prefetch(AUTOTUNE)
 
 
