@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> str:
                         help="one-thread interpreters run at once for the worker-pool layout "
                              "(default: the CPU count, as the pipeline's default pool)")
     parser.add_argument("--survey", type=Path, default=DEFAULT_PHOTO,
-                        help=f"survey photo the pipeline scores for MP/s (default: {DEFAULT_PHOTO})")
+                        help="survey photo the pipeline scores for MP/s "
+                             f"(default: {DEFAULT_PHOTO})")
     parser.add_argument("--survey-counts", type=int, nargs=2, default=(2, 6),
                         metavar=("SMALL", "LARGE"),
                         help="copies of the survey photo in the two jobs (default 2 6: a "

@@ -192,7 +192,8 @@ def photo_metrics(cases: list[tuple[str, int, np.ndarray]], threshold: float,
     """Photo-level recall and false-alarm rate, overall and per source."""
     def figures(selected: list[tuple[str, int, np.ndarray]]) -> dict:
         truth = np.array([t for _, t, _ in selected])
-        flagged = np.array([photo_probability(p, tiles_needed) >= threshold for _, _, p in selected])
+        flagged = np.array([photo_probability(p, tiles_needed) >= threshold
+                            for _, _, p in selected])
         cracked, intact = truth == POSITIVE, truth == NEGATIVE
         return {"cracked_photos": int(cracked.sum()), "intact_photos": int(intact.sum()),
                 "recall": float(flagged[cracked].mean()) if cracked.any() else None,
