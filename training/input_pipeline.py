@@ -121,10 +121,14 @@ def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int,
     augment = augmenter(seed)
     # One batch at a time: each call draws its random transforms from the layers' seed
     # state, and parallel calls would race for it, so the same seed would augment
-    # differently from run to run. The ops inside still use every core.
+    # differently from run to run. The ops inside use every core instead: tf.data runs a
+    # map's ops on one thread unless told otherwise, which held augmentation to about
+    # half its rate on 2 cores (bench/README.md, section 4).
     ds = ds.batch(batch_size, drop_remainder=True).map(
         lambda x, y: (augment(x, training=True), y))
-    return ds.prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    options.threading.max_intra_op_parallelism = 0
+    return ds.prefetch(AUTOTUNE).with_options(options)
 
 
 def balanced_validation(data_dir: str, split: str, image_size: int, batch_size: int,
