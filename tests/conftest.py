@@ -133,7 +133,7 @@ def trained_model_dir(concrete_dataset: Path, backbone_weights: Path,
     output = tmp_path_factory.mktemp("model")
     train.main(["--data", str(concrete_dataset), "--output", str(output),
                 "--weights", str(backbone_weights), "--image-size", str(TEST_IMAGE_SIZE),
-                "--epochs", "2", "--fine-tune-epochs", "2", "--batch-size", "32"])
+                "--epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "32"])
     return output
 
 
