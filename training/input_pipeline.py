@@ -122,7 +122,7 @@ def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int,
     # One batch at a time: each call draws its random transforms from the layers' seed
     # state, and parallel calls would race for it, so the same seed would augment
     # differently from run to run. The ops inside use every core instead: tf.data runs a
-    # map's ops on one thread unless told otherwise, which held augmentation to about
+    # map's ops on one thread unless told otherwise, which holds augmentation to about
     # half its rate on 2 cores (bench/README.md, section 4).
     ds = ds.batch(batch_size, drop_remainder=True).map(
         lambda x, y: (augment(x, training=True), y))
