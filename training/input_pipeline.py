@@ -103,9 +103,31 @@ def stream_weights(counts_by_source: dict[str, dict],
             for source, label in streams}
 
 
+def soft_targets(teacher: dict[str, float], teacher_weight: float):
+    """A map from a parsed example to its ``[intact, crack]`` target: the label blended with
+    the teachers' crack probability (:mod:`training.teachers`), ``teacher_weight`` of it
+    from the teachers. A window the teachers did not score is refused, not trained on its
+    label alone."""
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        list(teacher), tf.constant(list(teacher.values()), tf.float32)), default_value=-1.0)
+
+    def target(example: dict) -> tf.Tensor:
+        taught = table.lookup(example["image/sha256"])
+        with tf.control_dependencies([tf.debugging.assert_non_negative(
+                taught, message="a training window the teachers did not score")]):
+            crack = ((1 - teacher_weight) * tf.cast(example["image/label"], tf.float32)
+                     + teacher_weight * taught)
+        return tf.stack([1 - crack, crack])
+
+    return target
+
+
 def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int,
-                   source_weights: dict[str, float] | None = None) -> tf.data.Dataset:
-    """Endless augmented training batches, balanced over sources and classes."""
+                   source_weights: dict[str, float] | None = None,
+                   teacher: dict[str, float] | None = None, teacher_weight: float = 0.5
+                   ) -> tf.data.Dataset:
+    """Endless augmented training batches, balanced over sources and classes; with a
+    ``teacher`` (window sha256 -> crack probability) the labels are :func:`soft_targets`."""
     counts = read_manifest(data_dir)["counts_by_source"]["train"]
     parsed = _parsed(data_dir, "train")
     streams, weights = [], []
@@ -116,8 +138,9 @@ def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int,
                                               reshuffle_each_iteration=True).repeat())
         weights.append(weight)
     ds = tf.data.Dataset.sample_from_datasets(streams, weights, seed=seed)
-    ds = ds.map(lambda e: (_pixels(e, image_size), tf.cast(e["image/label"], tf.int32)),
-                num_parallel_calls=AUTOTUNE)
+    target = (soft_targets(teacher, teacher_weight) if teacher is not None
+              else lambda e: tf.cast(e["image/label"], tf.int32))
+    ds = ds.map(lambda e: (_pixels(e, image_size), target(e)), num_parallel_calls=AUTOTUNE)
     augment = augmenter(seed)
     # One batch at a time: each call draws its random transforms from the layers' seed
     # state, and parallel calls would race for it, so the same seed would augment
@@ -132,9 +155,11 @@ def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int,
 
 
 def balanced_validation(data_dir: str, split: str, image_size: int, batch_size: int,
-                        source_weights: dict[str, float] | None = None) -> tf.data.Dataset:
+                        source_weights: dict[str, float] | None = None,
+                        one_hot: bool = False) -> tf.data.Dataset:
     """Batches of (images, labels, weights) where each (source, class) carries the share of
-    the loss it has in a training batch.
+    the loss it has in a training batch; ``one_hot`` labels for a model trained on
+    :func:`soft_targets` (validation always measures against the labels themselves).
 
     Early stopping and the checkpoints watch this loss. Unweighted, wallseg's 841 validation
     windows outvote uavcrack's 134 and the 34 of uav75, so the epoch kept is the one best at
@@ -154,8 +179,9 @@ def balanced_validation(data_dir: str, split: str, image_size: int, batch_size: 
     def load(example: dict):
         key = tf.strings.join([example["image/source"],
                                tf.strings.as_string(example["image/label"])], separator="/")
-        return (_pixels(example, image_size), tf.cast(example["image/label"], tf.int32),
-                table.lookup(key))
+        label = tf.cast(example["image/label"], tf.int32)
+        return (_pixels(example, image_size),
+                tf.one_hot(label, len(CLASS_NAMES)) if one_hot else label, table.lookup(key))
 
     return (_parsed(data_dir, split).filter(lambda e: e["image/label"] >= 0)
             .map(load, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE))
@@ -163,17 +189,19 @@ def balanced_validation(data_dir: str, split: str, image_size: int, batch_size: 
 
 def dataset(data_dir: str, split: str, image_size: int, batch_size: int,
             training: bool = False, seed: int = 0, with_meta: bool = False,
-            whole_photos: bool = False, source_weights: dict[str, float] | None = None
+            whole_photos: bool = False, source_weights: dict[str, float] | None = None,
+            teacher: dict[str, float] | None = None, teacher_weight: float = 0.5
             ) -> tf.data.Dataset:
     """Batches of (float 0-255 RGB images, labels), in file order unless ``training``.
 
     ``training`` gives :func:`balanced_train`'s endless batches (``source_weights`` as in
-    :func:`stream_weights`). ``with_meta`` adds a dict
+    :func:`stream_weights`, ``teacher`` as in :func:`soft_targets`). ``with_meta`` adds a dict
     of source, sha256, photo and label per example; ``whole_photos`` keeps the windows the
     labelling rule left out (label -1), so that photos can be judged whole.
     """
     if training:
-        return balanced_train(data_dir, image_size, batch_size, seed, source_weights)
+        return balanced_train(data_dir, image_size, batch_size, seed, source_weights,
+                              teacher, teacher_weight)
     ds = _parsed(data_dir, split)
     if not whole_photos:
         ds = ds.filter(lambda e: e["image/label"] >= 0)

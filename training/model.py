@@ -88,8 +88,10 @@ def unfreeze_top(base: keras.Model, layers: int) -> int:
 
 
 def compile_model(model: keras.Model, learning_rate: float,
-                  ema_momentum: float | None = None) -> None:
-    """Adam, optionally keeping an exponential moving average of the weights.
+                  ema_momentum: float | None = None, soft_targets: bool = False) -> None:
+    """Adam, optionally keeping an exponential moving average of the weights; the
+    cross-entropy takes class indices, or with ``soft_targets`` a probability per class
+    (a student's blend of label and teachers, :mod:`training.teachers`).
 
     The average (Polyak averaging) is what the rerun of the shipped recipe lacked: its
     stage-2 validation loss jumped from 0.192 to 0.350 within one epoch, so which weights
@@ -97,6 +99,10 @@ def compile_model(model: keras.Model, learning_rate: float,
     """
     optimizer = (keras.optimizers.Adam(learning_rate) if ema_momentum is None else
                  keras.optimizers.Adam(learning_rate, use_ema=True, ema_momentum=ema_momentum))
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.SparseCategoricalCrossentropy(),
-                  weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    if soft_targets:
+        loss = keras.losses.CategoricalCrossentropy()
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=optimizer, loss=loss, weighted_metrics=[accuracy])

@@ -26,7 +26,7 @@ import tensorflow as tf
 from crackscan import cli, model_card
 from crackscan.labels import POSITIVE
 from training import (evaluate, export, export_tflite, input_pipeline, int8_export,
-                      model as model_lib, plots)
+                      model as model_lib, plots, teachers)
 
 log = logging.getLogger("crackscan.train")
 
@@ -51,7 +51,7 @@ def fit_stage(model: keras.Model, stage: str, train_ds: tf.data.Dataset,
               val_ds: tf.data.Dataset, args: argparse.Namespace, epochs: int,
               learning_rate: float, steps_per_epoch: int) -> dict:
     """One stage: compile, fit with early stopping, and its best validation figures."""
-    model_lib.compile_model(model, learning_rate, args.ema_momentum)
+    model_lib.compile_model(model, learning_rate, args.ema_momentum, bool(args.teacher))
     started = time.monotonic()
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
                         steps_per_epoch=steps_per_epoch,
@@ -136,13 +136,17 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     class_names = manifest["class_names"]
     tf.io.gfile.makedirs(args.output)
     source_weights = dict(args.source_weight)
+    teacher = (teachers.crack_probabilities(args.data, args.teacher) if args.teacher
+               else None)
     train_ds = input_pipeline.dataset(args.data, "train", args.image_size, args.batch_size,
                                       training=True, seed=args.seed,
-                                      source_weights=source_weights)
+                                      source_weights=source_weights, teacher=teacher,
+                                      teacher_weight=args.teacher_weight)
     steps = args.steps_per_epoch or max(1, manifest["counts"]["train"]["total"]
                                         // args.batch_size)
     val_ds = input_pipeline.balanced_validation(args.data, "val", args.image_size,
-                                                args.batch_size, source_weights)
+                                                args.batch_size, source_weights,
+                                                one_hot=bool(args.teacher))
     model, base = model_lib.build(args.image_size, args.weights, args.dropout,
                                   len(class_names))
     stages = {"stage1": fit_stage(model, "stage1", train_ds, val_ds, args, args.epochs,
@@ -214,6 +218,10 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
             if args.mirror_average else ""),
         "mirror_average": args.mirror_average,
         "ema_momentum": args.ema_momentum,
+        "teachers": ({"models": args.teacher, "weight": args.teacher_weight,
+                      "target": "label blended with the teachers' mean crack probability "
+                                "on the unaugmented training window"}
+                     if args.teacher else None),
         "threshold": threshold,
         "threshold_rule": "best accuracy balanced over sources and classes on the "
                           "validation split (mean of each source's recall and 1 - false-alarm "
@@ -310,6 +318,17 @@ def ema_momentum(text: str) -> float:
     return value
 
 
+def teacher_weight(text: str) -> float:
+    """A share from 0 to 1, for ``--teacher-weight``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a share from 0 to 1, e.g. 0.5")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = cli.command_parser("training.train", __doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder written by training.build_dataset")
@@ -352,6 +371,13 @@ def parser() -> argparse.ArgumentParser:
                         "use_ema; 0.99 averages over about the last 100 steps): validation, "
                         "checkpoints, early stopping and the exported model use the average "
                         "(default: the raw weights)")
+    p.add_argument("--teacher", action="append", default=[], metavar="MODEL_DIR",
+                   help="an exported model folder (its model.tflite) to distil: the training "
+                        "targets blend each window's label with the teachers' mean crack "
+                        "probability; repeatable (default: labels only)")
+    p.add_argument("--teacher-weight", type=teacher_weight, default=0.5, metavar="W",
+                   help="share of each training target taken from the teachers, 0 to 1 "
+                        "(default: 0.5)")
     p.add_argument("--mirror-average", action="store_true",
                    help="export a model that scores each image and its left-right mirror "
                         "image and averages the two; the threshold and every figure are "

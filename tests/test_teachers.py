@@ -1,0 +1,73 @@
+"""Distillation: teachers' crack probabilities become a student's training targets."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from training import input_pipeline, teachers
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "pipeline" / "default_model"
+
+
+def train_labels(data_dir: Path) -> dict[str, int]:
+    return {sha.decode(): int(label)
+            for _, labels, meta in input_pipeline.dataset(str(data_dir), "train", 32, 64,
+                                                          with_meta=True)
+            for sha, label in zip(meta["sha256"].numpy(), labels.numpy())}
+
+
+def test_teachers_score_every_training_window_under_its_own_key(fixture_dataset):
+    """The shipped model as teacher: its probabilities, looked up by window, agree with the
+    labels of the real lab patches as its card says they should; misplaced keys would agree
+    about half the time."""
+    labels = train_labels(fixture_dataset)
+    taught = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)])
+    assert set(taught) == set(labels)
+    threshold = json.loads((SHIPPED / "model_card.json").read_text())["threshold"]
+    agree = np.mean([(taught[sha] >= threshold) == bool(label) for sha, label in labels.items()])
+    assert agree >= 0.95
+    twice = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)] * 2, threads=1)
+    np.testing.assert_allclose([twice[sha] for sha in labels], [taught[sha] for sha in labels],
+                               atol=1e-6)
+
+
+def test_student_targets_blend_label_and_teachers(fixture_dataset):
+    taught = {sha: 0.2 for sha in train_labels(fixture_dataset)}
+    _, targets = next(iter(input_pipeline.dataset(
+        str(fixture_dataset), "train", 32, 32, training=True, seed=0, teacher=taught,
+        teacher_weight=0.25)))
+    crack = targets.numpy()[:, 1]
+    np.testing.assert_allclose(targets.numpy().sum(axis=1), 1.0, atol=1e-6)
+    # 0.75 x label + 0.25 x 0.2, for both classes of a balanced batch
+    np.testing.assert_allclose(np.unique(np.round(crack, 5)), [0.05, 0.8], atol=1e-5)
+
+
+def test_a_training_window_the_teachers_did_not_score_is_refused(fixture_dataset):
+    taught = dict(list({sha: 0.5 for sha in train_labels(fixture_dataset)}.items())[1:])
+    batches = input_pipeline.dataset(str(fixture_dataset), "train", 32, 32, training=True,
+                                     seed=0, teacher=taught)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="teachers did not score"):
+        for _ in batches.take(8):
+            pass
+
+
+def test_a_teacher_folder_without_a_litert_file_is_named(fixture_dataset, tmp_path):
+    from training import train
+
+    with pytest.raises(SystemExit) as exited:
+        train.main(["--data", str(fixture_dataset), "--output", str(tmp_path / "out"),
+                    "--weights", "none", "--teacher", str(tmp_path)])
+    assert f"teacher {tmp_path}: no model.tflite" in str(exited.value.code)
+
+
+def test_teacher_weight_must_lie_between_0_and_1(capsys):
+    from training import train
+
+    with pytest.raises(SystemExit):
+        train.parser().parse_args(["--data", "d", "--output", "o", "--teacher-weight", "1.5"])
+    assert "from 0 to 1" in capsys.readouterr().err

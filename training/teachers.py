@@ -1,0 +1,61 @@
+"""Soft targets from teacher models: a student learns their average at one model's cost.
+
+Runs of the field recipe each miss the bar somewhere else (one flags formwork joints,
+another misses shadowed pavement), and the average of three of them misses it on fewer
+sources than any one of them. Scoring every tile with three models would triple the cost of
+a survey, so a student is trained towards the average instead (knowledge distillation,
+Hinton et al. 2015): its target for a window is a blend of the window's label and the
+teachers' mean crack probability, which also tells it how sure to be on ambiguous windows.
+
+Teachers are exported model folders, run with LiteRT as the scorer runs them, on the
+training windows before augmentation: a window keeps its target under every augmented view.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import sys
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from crackscan.labels import POSITIVE
+from crackscan.tflite_model import TFLiteClassifier
+from training import input_pipeline
+
+log = logging.getLogger("crackscan.teachers")
+TFLITE_FILE = "model.tflite"
+
+
+def load(model_dir: str, threads: int) -> TFLiteClassifier:
+    """The teacher's LiteRT file; a folder without one is refused by name."""
+    path = posixpath.join(model_dir, TFLITE_FILE)
+    if not tf.io.gfile.exists(path):
+        raise input_pipeline.DataError(f"teacher {model_dir}: no {TFLITE_FILE}; pass an "
+                                       f"exported model folder")
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        return TFLiteClassifier(handle.read(), threads)
+
+
+def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 64,
+                        threads: int | None = None) -> dict[str, float]:
+    """The teachers' mean crack probability of every labelled training window, by the
+    window's sha256, each teacher fed at its own input size."""
+    total = input_pipeline.read_manifest(data_dir)["counts"]["train"]["total"]
+    mean: dict[str, float] = {}
+    for model_dir in model_dirs:
+        teacher = load(model_dir, threads or os.cpu_count() or 1)
+        size = teacher.input_shape[1]
+        windows = input_pipeline.dataset(data_dir, "train", size, batch_size, with_meta=True)
+        with tqdm(total=total, desc=f"teacher {model_dir}", unit=" windows", disable=None,
+                  file=sys.stderr) as progress:
+            for images, _, meta in windows:
+                hashes = [h.decode() for h in meta["sha256"].numpy()]
+                for sha, p in zip(hashes, teacher.predict(images.numpy())[:, POSITIVE]):
+                    mean[sha] = mean.get(sha, 0.0) + float(p) / len(model_dirs)
+                progress.update(len(hashes))
+    log.info("teachers: %d training windows, mean crack probability %.3f", len(mean),
+             float(np.mean(list(mean.values()))) if mean else float("nan"))
+    return mean
