@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pipeline.inference import SHIPPED_MODEL_DIR
 from training import input_pipeline, teachers
 
-REPO = Path(__file__).resolve().parent.parent
-SHIPPED = REPO / "pipeline" / "default_model"
+SHIPPED = Path(SHIPPED_MODEL_DIR)
 
 
 def train_labels(data_dir: Path) -> dict[str, int]:

@@ -351,16 +351,19 @@ def test_mirror_average_is_the_mean_of_an_image_and_its_mirror_image(fixture_dat
 
 def test_training_with_mirror_average_and_a_teacher_exports_the_averaged_model(
         fixture_dataset, tmp_path):
+    from pipeline.inference import SHIPPED_MODEL_DIR as teacher
     from training import train
 
-    teacher = str(REPO / "pipeline" / "default_model")
     report = train.main(["--data", str(fixture_dataset), "--output", str(tmp_path),
                          "--weights", "none", "--epochs", "1", "--fine-tune-epochs", "0",
                          "--image-size", "32", "--batch-size", "8", "--mirror-average",
                          "--teacher", teacher])
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["mirror_average"] is True and "mirror image" in card["output"]
-    assert card["teachers"]["models"] == [teacher] and card["teachers"]["weight"] == 0.5
+    shipped = json.loads((Path(teacher) / "model_card.json").read_text())
+    assert card["teachers"]["models"] == [{"model": teacher,
+                                           "tflite_sha256": shipped["tflite_sha256"]}]
+    assert card["teachers"]["weight"] == 0.5
     assert np.isfinite(report["stages"]["stage1"]["val_loss"])
     assert report["options"]["mirror_average"] is True
     model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)

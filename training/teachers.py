@@ -22,6 +22,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from crackscan.labels import POSITIVE
+from crackscan.model_card import file_sha256
 from crackscan.tflite_model import TFLiteClassifier
 from training import input_pipeline
 
@@ -59,3 +60,11 @@ def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 
     log.info("teachers: %d training windows, mean crack probability %.3f", len(mean),
              float(np.mean(list(mean.values()))) if mean else float("nan"))
     return mean
+
+
+def describe(model_dirs: list[str]) -> list[dict]:
+    """Each teacher's folder and its file's sha256, for the student's card: a folder such
+    as the shipped model's is replaced by the next model, the hash says which one taught."""
+    return [{"model": model_dir,
+             "tflite_sha256": file_sha256(posixpath.join(model_dir, TFLITE_FILE))}
+            for model_dir in model_dirs]

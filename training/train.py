@@ -218,7 +218,8 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
             if args.mirror_average else ""),
         "mirror_average": args.mirror_average,
         "ema_momentum": args.ema_momentum,
-        "teachers": ({"models": args.teacher, "weight": args.teacher_weight,
+        "teachers": ({"models": teachers.describe(args.teacher),
+                      "weight": args.teacher_weight,
                       "target": "label blended with the teachers' mean crack probability "
                                 "on the unaugmented training window"}
                      if args.teacher else None),
