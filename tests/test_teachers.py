@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +22,14 @@ def train_labels(data_dir: Path) -> dict[str, int]:
             for sha, label in zip(meta["sha256"].numpy(), labels.numpy())}
 
 
-def test_teachers_score_every_training_window_under_its_own_key(fixture_dataset):
+def test_teachers_score_every_training_window_under_its_own_key(fixture_dataset, caplog):
     """The shipped model as teacher: its probabilities, looked up by window, agree with the
     labels of the real lab patches as its card says they should; misplaced keys would agree
     about half the time."""
     labels = train_labels(fixture_dataset)
-    taught = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)])
+    with caplog.at_level(logging.INFO, logger="crackscan.teachers"):
+        taught = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)])
+    assert f"teacher 1 of 1 ({SHIPPED}): scoring {len(labels)} training windows" in caplog.text
     assert set(taught) == set(labels)
     threshold = json.loads((SHIPPED / "model_card.json").read_text())["threshold"]
     agree = np.mean([(taught[sha] >= threshold) == bool(label) for sha, label in labels.items()])

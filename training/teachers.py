@@ -16,6 +16,7 @@ import logging
 import os
 import posixpath
 import sys
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -46,9 +47,14 @@ def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 
     window's sha256, each teacher fed at its own input size."""
     total = input_pipeline.read_manifest(data_dir)["counts"]["train"]["total"]
     mean: dict[str, float] = {}
-    for model_dir in model_dirs:
+    for number, model_dir in enumerate(model_dirs, 1):
         teacher = load(model_dir, threads or os.cpu_count() or 1)
         size = teacher.input_shape[1]
+        started = time.monotonic()
+        # A log line as well as the bar: a training run is often left to a log file, where
+        # the bar is off and minutes would otherwise pass without a word.
+        log.info("teacher %d of %d (%s): scoring %d training windows at %d px", number,
+                 len(model_dirs), model_dir, total, size)
         windows = input_pipeline.dataset(data_dir, "train", size, batch_size, with_meta=True)
         with tqdm(total=total, desc=f"teacher {model_dir}", unit=" windows", disable=None,
                   file=sys.stderr) as progress:
@@ -57,6 +63,8 @@ def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 
                 for sha, p in zip(hashes, teacher.predict(images.numpy())[:, POSITIVE]):
                     mean[sha] = mean.get(sha, 0.0) + float(p) / len(model_dirs)
                 progress.update(len(hashes))
+        log.info("teacher %d of %d: done in %.0f s", number, len(model_dirs),
+                 time.monotonic() - started)
     log.info("teachers: %d training windows, mean crack probability %.3f", len(mean),
              float(np.mean(list(mean.values()))) if mean else float("nan"))
     return mean
