@@ -59,13 +59,20 @@ def test_a_training_window_the_teachers_did_not_score_is_refused(fixture_dataset
             pass
 
 
-def test_a_teacher_folder_without_a_litert_file_is_named(fixture_dataset, tmp_path):
+def test_a_teacher_folder_without_a_litert_file_is_named(fixture_dataset, tiny_model_dir,
+                                                         tmp_path):
+    """A Keras-only model folder has no file for LiteRT; an empty folder is no model."""
     from training import train
 
-    with pytest.raises(SystemExit) as exited:
-        train.main(["--data", str(fixture_dataset), "--output", str(tmp_path / "out"),
-                    "--weights", "none", "--teacher", str(tmp_path)])
-    assert f"teacher {tmp_path}: no model.tflite" in str(exited.value.code)
+    def refusal(folder: Path) -> str:
+        with pytest.raises(SystemExit) as exited:
+            train.main(["--data", str(fixture_dataset), "--output", str(tmp_path / "out"),
+                        "--weights", "none", "--teacher", str(folder)])
+        return str(exited.value.code)
+
+    assert f"teacher {tiny_model_dir}: no model.tflite" in refusal(tiny_model_dir)
+    assert f"teacher {tmp_path}: " in refusal(tmp_path)
+    assert "model_card.json is missing" in refusal(tmp_path)
 
 
 def test_teacher_weight_must_lie_between_0_and_1(capsys):

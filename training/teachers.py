@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import sys
 import time
 
@@ -22,23 +21,24 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from crackscan.labels import POSITIVE
-from crackscan.model_card import file_sha256
+from crackscan.model_card import TFLITE_FILE, ModelCard, ModelCardError
 from crackscan.tflite_model import TFLiteClassifier
 from training import input_pipeline
 
 log = logging.getLogger("crackscan.teachers")
-TFLITE_FILE = "model.tflite"
 
 
-def load(model_dir: str, threads: int) -> TFLiteClassifier:
-    """The teacher's LiteRT file; a folder without one is refused by name."""
-    path = posixpath.join(model_dir, TFLITE_FILE)
-    if not tf.io.gfile.exists(path):
+def read(model_dir: str) -> ModelCard:
+    """The teacher's card, checked against its files as the scorer checks a model; a folder
+    that is not an exported model, or lists no LiteRT file, is refused by name."""
+    try:
+        spec = ModelCard.read(model_dir)
+    except ModelCardError as exc:
+        raise input_pipeline.DataError(f"teacher {model_dir}: {exc}") from None
+    if spec.tflite_uri is None:
         raise input_pipeline.DataError(f"teacher {model_dir}: no {TFLITE_FILE}; pass an "
                                        f"exported model folder")
-    with tf.io.gfile.GFile(path, "rb") as handle:
-        return TFLiteClassifier(handle.read(), threads)
+    return spec
 
 
 def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 64,
@@ -48,7 +48,9 @@ def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 
     total = input_pipeline.read_manifest(data_dir)["counts"]["train"]["total"]
     mean: dict[str, float] = {}
     for number, model_dir in enumerate(model_dirs, 1):
-        teacher = load(model_dir, threads or os.cpu_count() or 1)
+        spec = read(model_dir)
+        with tf.io.gfile.GFile(spec.tflite_uri, "rb") as handle:
+            teacher = TFLiteClassifier(handle.read(), threads or os.cpu_count() or 1)
         size = teacher.input_shape[1]
         started = time.monotonic()
         # A log line as well as the bar: a training run is often left to a log file, where
@@ -60,7 +62,8 @@ def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 
                   file=sys.stderr) as progress:
             for images, _, meta in windows:
                 hashes = [h.decode() for h in meta["sha256"].numpy()]
-                for sha, p in zip(hashes, teacher.predict(images.numpy())[:, POSITIVE]):
+                crack = teacher.predict(images.numpy())[:, spec.positive_index]
+                for sha, p in zip(hashes, crack):
                     mean[sha] = mean.get(sha, 0.0) + float(p) / len(model_dirs)
                 progress.update(len(hashes))
         log.info("teacher %d of %d: done in %.0f s", number, len(model_dirs),
@@ -73,6 +76,5 @@ def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 
 def describe(model_dirs: list[str]) -> list[dict]:
     """Each teacher's folder and its file's sha256, for the student's card: a folder such
     as the shipped model's is replaced by the next model, the hash says which one taught."""
-    return [{"model": model_dir,
-             "tflite_sha256": file_sha256(posixpath.join(model_dir, TFLITE_FILE))}
+    return [{"model": model_dir, "tflite_sha256": read(model_dir).tflite_sha256}
             for model_dir in model_dirs]
