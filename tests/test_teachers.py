@@ -39,6 +39,31 @@ def test_teachers_score_every_training_window_under_its_own_key(fixture_dataset,
                                atol=1e-6)
 
 
+def test_eight_views_are_every_orientation_of_a_window():
+    """Turning the window turns its views among themselves, so their mean cannot depend on
+    which way up the drone held the camera."""
+    batch = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
+    views = teachers.orientations(batch, 8)
+    keys = {view.tobytes() for view in views}
+    assert len(keys) == 8 and batch.tobytes() in keys
+    turned = np.rot90(batch, 1, axes=(1, 2))
+    assert {view.tobytes() for view in teachers.orientations(turned, 8)} == keys
+    assert {view.tobytes() for view in teachers.orientations(batch[:, ::-1], 8)} == keys
+    assert [view.tobytes() for view in teachers.orientations(batch, 1)] == [batch.tobytes()]
+
+
+def test_a_teacher_over_eight_views_still_knows_the_lab_patches(fixture_dataset):
+    labels = train_labels(fixture_dataset)
+    one = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)])
+    eight = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)], views=8)
+    assert set(eight) == set(labels)
+    threshold = json.loads((SHIPPED / "model_card.json").read_text())["threshold"]
+    agree = np.mean([(eight[sha] >= threshold) == bool(label) for sha, label in labels.items()])
+    assert agree >= 0.95
+    shift = np.array([eight[sha] - one[sha] for sha in labels])
+    assert 0 < np.abs(shift).max() < 0.5
+
+
 def test_student_targets_blend_label_and_teachers(fixture_dataset):
     taught = {sha: 0.2 for sha in train_labels(fixture_dataset)}
     _, targets = next(iter(input_pipeline.dataset(

@@ -357,13 +357,13 @@ def test_training_with_mirror_average_and_a_teacher_exports_the_averaged_model(
     report = train.main(["--data", str(fixture_dataset), "--output", str(tmp_path),
                          "--weights", "none", "--epochs", "1", "--fine-tune-epochs", "0",
                          "--image-size", "32", "--batch-size", "8", "--mirror-average",
-                         "--teacher", teacher])
+                         "--teacher", teacher, "--teacher-views", "8"])
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["mirror_average"] is True and "mirror image" in card["output"]
     shipped = json.loads((Path(teacher) / "model_card.json").read_text())
     assert card["teachers"]["models"] == [{"model": teacher,
                                            "tflite_sha256": shipped["tflite_sha256"]}]
-    assert card["teachers"]["weight"] == 0.5
+    assert card["teachers"]["weight"] == 0.5 and card["teachers"]["views"] == 8
     assert np.isfinite(report["stages"]["stage1"]["val_loss"])
     assert report["options"]["mirror_average"] is True
     model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)

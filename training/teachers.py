@@ -9,6 +9,10 @@ teachers' mean crack probability, which also tells it how sure to be on ambiguou
 
 Teachers are exported model folders, run with LiteRT as the scorer runs them, on the
 training windows before augmentation: a window keeps its target under every augmented view.
+A teacher may also be asked for its mean over the eight flips and quarter turns of a window:
+a crack is one at any orientation, and the mean ranks the hard drone windows better than one
+look does (the shipped model's ROC AUC on uavcrack's test windows: 0.919 in one view, 0.961
+over eight), at eight times the teachers' cost.
 """
 from __future__ import annotations
 
@@ -27,6 +31,17 @@ from training import input_pipeline
 
 log = logging.getLogger("crackscan.teachers")
 
+VIEWS = (1, 8)
+
+
+def orientations(images: np.ndarray, views: int) -> list[np.ndarray]:
+    """A batch (batch, height, width, channels) as it is, or in all eight orientations of a
+    square: four quarter turns of it and of its mirror image."""
+    if views == 1:
+        return [images]
+    return [np.ascontiguousarray(np.rot90(flipped, turns, axes=(1, 2)))
+            for flipped in (images, images[:, :, ::-1]) for turns in range(4)]
+
 
 def read(model_dir: str) -> ModelCard:
     """The teacher's card, checked against its files as the scorer checks a model; a folder
@@ -42,9 +57,12 @@ def read(model_dir: str) -> ModelCard:
 
 
 def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 64,
-                        threads: int | None = None) -> dict[str, float]:
+                        threads: int | None = None, views: int = 1) -> dict[str, float]:
     """The teachers' mean crack probability of every labelled training window, by the
-    window's sha256, each teacher fed at its own input size."""
+    window's sha256, each teacher fed at its own input size and averaged over ``views``
+    orientations of the window (:func:`orientations`)."""
+    if views not in VIEWS:
+        raise ValueError(f"views: expected one of {VIEWS}, got {views}")
     total = input_pipeline.read_manifest(data_dir)["counts"]["train"]["total"]
     mean: dict[str, float] = {}
     for number, model_dir in enumerate(model_dirs, 1):
@@ -55,14 +73,15 @@ def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 
         started = time.monotonic()
         # A log line as well as the bar: a training run is often left to a log file, where
         # the bar is off and minutes would otherwise pass without a word.
-        log.info("teacher %d of %d (%s): scoring %d training windows at %d px", number,
-                 len(model_dirs), model_dir, total, size)
+        log.info("teacher %d of %d (%s): scoring %d training windows at %d px, %d view(s)",
+                 number, len(model_dirs), model_dir, total, size, views)
         windows = input_pipeline.dataset(data_dir, "train", size, batch_size, with_meta=True)
         with tqdm(total=total, desc=f"teacher {model_dir}", unit=" windows", disable=None,
                   file=sys.stderr) as progress:
             for images, _, meta in windows:
                 hashes = [h.decode() for h in meta["sha256"].numpy()]
-                crack = teacher.predict(images.numpy())[:, spec.positive_index]
+                crack = np.mean([teacher.predict(view)[:, spec.positive_index]
+                                 for view in orientations(images.numpy(), views)], axis=0)
                 for sha, p in zip(hashes, crack):
                     mean[sha] = mean.get(sha, 0.0) + float(p) / len(model_dirs)
                 progress.update(len(hashes))

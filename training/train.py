@@ -136,8 +136,8 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     class_names = manifest["class_names"]
     tf.io.gfile.makedirs(args.output)
     source_weights = dict(args.source_weight)
-    teacher = (teachers.crack_probabilities(args.data, args.teacher) if args.teacher
-               else None)
+    teacher = (teachers.crack_probabilities(args.data, args.teacher, views=args.teacher_views)
+               if args.teacher else None)
     train_ds = input_pipeline.dataset(args.data, "train", args.image_size, args.batch_size,
                                       training=True, seed=args.seed,
                                       source_weights=source_weights, teacher=teacher,
@@ -220,6 +220,7 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
         "ema_momentum": args.ema_momentum,
         "teachers": ({"models": teachers.describe(args.teacher),
                       "weight": args.teacher_weight,
+                      "views": args.teacher_views,
                       "target": "label blended with the teachers' mean crack probability "
                                 "on the unaugmented training window"}
                      if args.teacher else None),
@@ -379,6 +380,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-weight", type=teacher_weight, default=0.5, metavar="W",
                    help="share of each training target taken from the teachers, 0 to 1 "
                         "(default: 0.5)")
+    p.add_argument("--teacher-views", type=int, choices=teachers.VIEWS, default=1,
+                   help="orientations each teacher sees a window in: 1, or 8 (four quarter "
+                        "turns of the window and of its mirror image, averaged; eight times "
+                        "the teachers' time) (default: 1)")
     p.add_argument("--mirror-average", action="store_true",
                    help="export a model that scores each image and its left-right mirror "
                         "image and averages the two; the threshold and every figure are "
