@@ -3,6 +3,7 @@ dedup, bad files, archives."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tarfile
 import zipfile
@@ -107,9 +108,16 @@ def test_undecodable_files_are_reported_with_path_and_reason(small_build, small_
 
 
 def test_console_output_names_the_rejected_files(small_source, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="crackscan.build_dataset")
     build_dataset.main(["--source", str(small_source), "--output", str(tmp_path)])
     assert "rejected 5" in capsys.readouterr().out
     assert any("empty.jpg" in message and "empty file" in message
+               for message in caplog.messages)
+    name = small_source.name
+    assert f"source {name}: reading {small_source} (class folders)" in caplog.messages
+    # 120 photos, a copy and a conflicting label read; the 3 broken files rejected on the
+    # way (the conflict is found once every source is read)
+    assert any(message.startswith(f"source {name}: 122 images read, 122 examples, 3 rejected")
                for message in caplog.messages)
 
 

@@ -30,6 +30,7 @@ import os
 import posixpath
 import shlex
 import sys
+import time
 from collections import Counter, defaultdict
 from typing import Any, Iterable, Iterator
 
@@ -222,10 +223,17 @@ def collect(source_list: list[Source], tile_size: int, stride: int, max_pixels: 
     errors: list[dict] = []
     by_sha: dict[str, list[Photo]] = defaultdict(list)
     for source in source_list:
+        # Log lines as well as the bars: a build left to a log file has its bars off, and a
+        # source of drone maps takes minutes.
+        log.info("source %s: reading %s (%s)", source.name, source.path, source.kind)
+        started, read, windows_read, skipped = time.monotonic(), 0, 0, len(errors)
         photos = (mask_photos(source, tile_size, stride, max_pixels, errors)
                   if source.kind == MASKS else folder_photos(source, max_pixels, errors))
         for photo in photos:
             by_sha[photo.sha256].append(photo)
+            read, windows_read = read + 1, windows_read + len(photo.examples)
+        log.info("source %s: %d images read, %d examples, %d rejected, in %.0f s", source.name,
+                 read, windows_read, len(errors) - skipped, time.monotonic() - started)
     unique: list[Photo] = []
     duplicates: list[dict] = []
     for sha, group in by_sha.items():
