@@ -43,13 +43,13 @@ def test_eight_views_are_every_orientation_of_a_window():
     """Turning the window turns its views among themselves, so their mean cannot depend on
     which way up the drone held the camera."""
     batch = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
-    views = teachers.orientations(batch, 8)
+    views = teachers.views_of(batch, 8)
     keys = {view.tobytes() for view in views}
     assert len(keys) == 8 and batch.tobytes() in keys
     turned = np.rot90(batch, 1, axes=(1, 2))
-    assert {view.tobytes() for view in teachers.orientations(turned, 8)} == keys
-    assert {view.tobytes() for view in teachers.orientations(batch[:, ::-1], 8)} == keys
-    assert [view.tobytes() for view in teachers.orientations(batch, 1)] == [batch.tobytes()]
+    assert {view.tobytes() for view in teachers.views_of(turned, 8)} == keys
+    assert {view.tobytes() for view in teachers.views_of(batch[:, ::-1], 8)} == keys
+    assert [view.tobytes() for view in teachers.views_of(batch, 1)] == [batch.tobytes()]
 
 
 def test_a_teacher_over_eight_views_still_knows_the_lab_patches(fixture_dataset):

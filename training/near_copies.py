@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from training import orientations
+
 HASH_SIDE, LOW_FREQUENCIES = 32, 8
 # Re-encoding (JPEG 85) moves a pHash by 0-2 bits, a 5% brightness change by up to 2 more;
 # two unrelated photos differ in about half of its 64 bits. On the shared sources (7,583
@@ -44,8 +46,7 @@ def perceptual_hashes(rgb: np.ndarray) -> np.ndarray:
     thumbnail = Image.fromarray(rgb).convert("L").resize((HASH_SIDE, HASH_SIDE),
                                                         Image.Resampling.BILINEAR)
     grey = np.asarray(thumbnail, dtype=np.float64)
-    variants = [np.rot90(g, turns) for g in (grey, grey[:, ::-1]) for turns in range(4)]
-    return np.array([_hash(v) for v in variants], dtype=np.uint64)
+    return np.array([_hash(v) for v in orientations.eight(grey)], dtype=np.uint64)
 
 
 class _Groups:

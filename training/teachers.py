@@ -27,20 +27,19 @@ from tqdm import tqdm
 
 from crackscan.model_card import TFLITE_FILE, ModelCard, ModelCardError
 from crackscan.tflite_model import TFLiteClassifier
-from training import input_pipeline
+from training import input_pipeline, orientations
 
 log = logging.getLogger("crackscan.teachers")
 
 VIEWS = (1, 8)
 
 
-def orientations(images: np.ndarray, views: int) -> list[np.ndarray]:
+def views_of(images: np.ndarray, views: int) -> list[np.ndarray]:
     """A batch (batch, height, width, channels) as it is, or in all eight orientations of a
     square: four quarter turns of it and of its mirror image."""
     if views == 1:
         return [images]
-    return [np.ascontiguousarray(np.rot90(flipped, turns, axes=(1, 2)))
-            for flipped in (images, images[:, :, ::-1]) for turns in range(4)]
+    return [np.ascontiguousarray(view) for view in orientations.eight(images, axes=(1, 2))]
 
 
 def read(model_dir: str) -> ModelCard:
@@ -60,7 +59,7 @@ def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 
                         threads: int | None = None, views: int = 1) -> dict[str, float]:
     """The teachers' mean crack probability of every labelled training window, by the
     window's sha256, each teacher fed at its own input size and averaged over ``views``
-    orientations of the window (:func:`orientations`)."""
+    orientations of the window (:func:`views_of`)."""
     if views not in VIEWS:
         raise ValueError(f"views: expected one of {VIEWS}, got {views}")
     total = input_pipeline.read_manifest(data_dir)["counts"]["train"]["total"]
@@ -81,7 +80,7 @@ def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 
             for images, _, meta in windows:
                 hashes = [h.decode() for h in meta["sha256"].numpy()]
                 crack = np.mean([teacher.predict(view)[:, spec.positive_index]
-                                 for view in orientations(images.numpy(), views)], axis=0)
+                                 for view in views_of(images.numpy(), views)], axis=0)
                 for sha, p in zip(hashes, crack):
                     mean[sha] = mean.get(sha, 0.0) + float(p) / len(model_dirs)
                 progress.update(len(hashes))
