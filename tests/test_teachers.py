@@ -28,13 +28,13 @@ def test_teachers_score_every_training_window_under_its_own_key(fixture_dataset,
     about half the time."""
     labels = train_labels(fixture_dataset)
     with caplog.at_level(logging.INFO, logger="crackscan.teachers"):
-        taught = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)])
+        taught, _ = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)])
     assert f"teacher 1 of 1 ({SHIPPED}): scoring {len(labels)} training windows" in caplog.text
     assert set(taught) == set(labels)
     threshold = json.loads((SHIPPED / "model_card.json").read_text())["threshold"]
     agree = np.mean([(taught[sha] >= threshold) == bool(label) for sha, label in labels.items()])
     assert agree >= 0.95
-    twice = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)] * 2, threads=1)
+    twice, _ = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)] * 2, threads=1)
     np.testing.assert_allclose([twice[sha] for sha in labels], [taught[sha] for sha in labels],
                                atol=1e-6)
 
@@ -54,8 +54,8 @@ def test_eight_views_are_every_orientation_of_a_window():
 
 def test_a_teacher_over_eight_views_still_knows_the_lab_patches(fixture_dataset):
     labels = train_labels(fixture_dataset)
-    one = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)])
-    eight = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)], views=8)
+    one, _ = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)])
+    eight, _ = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)], views=8)
     assert set(eight) == set(labels)
     threshold = json.loads((SHIPPED / "model_card.json").read_text())["threshold"]
     agree = np.mean([(eight[sha] >= threshold) == bool(label) for sha, label in labels.items()])

@@ -56,16 +56,22 @@ def read(model_dir: str) -> ModelCard:
 
 
 def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 64,
-                        threads: int | None = None, views: int = 1) -> dict[str, float]:
+                        threads: int | None = None, views: int = 1
+                        ) -> tuple[dict[str, float], list[dict]]:
     """The teachers' mean crack probability of every labelled training window, by the
     window's sha256, each teacher fed at its own input size and averaged over ``views``
-    orientations of the window (:func:`views_of`)."""
+    orientations of the window (:func:`views_of`); and each teacher's folder with the
+    sha256 of the file that scored, for the student's card. The hash is taken when the
+    teacher is read, not at export: a folder such as the shipped model's may be replaced by
+    the next model while the student trains."""
     if views not in VIEWS:
         raise ValueError(f"views: expected one of {VIEWS}, got {views}")
     total = input_pipeline.read_manifest(data_dir)["counts"]["train"]["total"]
     mean: dict[str, float] = {}
+    taught_by: list[dict] = []
     for number, model_dir in enumerate(model_dirs, 1):
         spec = read(model_dir)
+        taught_by.append({"model": model_dir, "tflite_sha256": spec.tflite_sha256})
         with tf.io.gfile.GFile(spec.tflite_uri, "rb") as handle:
             teacher = TFLiteClassifier(handle.read(), threads or os.cpu_count() or 1)
         size = teacher.input_shape[1]
@@ -88,11 +94,4 @@ def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 
                  time.monotonic() - started)
     log.info("teachers: %d training windows, mean crack probability %.3f", len(mean),
              float(np.mean(list(mean.values()))) if mean else float("nan"))
-    return mean
-
-
-def describe(model_dirs: list[str]) -> list[dict]:
-    """Each teacher's folder and its file's sha256, for the student's card: a folder such
-    as the shipped model's is replaced by the next model, the hash says which one taught."""
-    return [{"model": model_dir, "tflite_sha256": read(model_dir).tflite_sha256}
-            for model_dir in model_dirs]
+    return mean, taught_by

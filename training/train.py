@@ -136,8 +136,9 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     class_names = manifest["class_names"]
     tf.io.gfile.makedirs(args.output)
     source_weights = dict(args.source_weight)
-    teacher = (teachers.crack_probabilities(args.data, args.teacher, views=args.teacher_views)
-               if args.teacher else None)
+    teacher, taught_by = (teachers.crack_probabilities(args.data, args.teacher,
+                                                       views=args.teacher_views)
+                          if args.teacher else (None, []))
     train_ds = input_pipeline.dataset(args.data, "train", args.image_size, args.batch_size,
                                       training=True, seed=args.seed,
                                       source_weights=source_weights, teacher=teacher,
@@ -170,14 +171,15 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
                             if args.weights == "none" else "--fine-tune-epochs 0"}
     if args.mirror_average:
         model = model_lib.with_mirror_average(model)
-    return evaluate_and_export(model, args, argv, manifest, stages, started)
+    return evaluate_and_export(model, args, argv, manifest, stages, started, taught_by)
 
 
 def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
                         argv: list[str] | None, manifest: dict, stages: dict,
-                        started: float) -> dict:
+                        started: float, taught_by: list[dict]) -> dict:
     """Threshold and photo rule chosen on validation, test figures overall, per source and
-    per photo, plots, then the checked exports and the card, written once."""
+    per photo, plots, then the checked exports and the card, written once; ``taught_by``
+    names the teachers as :func:`training.teachers.crack_probabilities` read them."""
     class_names = manifest["class_names"]
     val_whole, val = predict_whole(model, args, "val")
     threshold = evaluate.choose_threshold(val)
@@ -218,7 +220,7 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
             if args.mirror_average else ""),
         "mirror_average": args.mirror_average,
         "ema_momentum": args.ema_momentum,
-        "teachers": ({"models": teachers.describe(args.teacher),
+        "teachers": ({"models": taught_by,
                       "weight": args.teacher_weight,
                       "views": args.teacher_views,
                       "target": "label blended with the teachers' mean crack probability "
