@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,41 @@ def test_teachers_score_every_training_window_under_its_own_key(fixture_dataset,
     assert agree >= 0.95
     twice, _ = teachers.crack_probabilities(str(fixture_dataset), [str(SHIPPED)] * 2, threads=1)
     np.testing.assert_allclose([twice[sha] for sha in labels], [taught[sha] for sha in labels],
+                               atol=1e-6)
+
+
+def test_teacher_scores_are_kept_beside_the_data_and_only_new_windows_scored(
+        fixture_dataset, tmp_path, caplog):
+    """A kept score is used as it is (a planted value comes back), a window missing from
+    the file is scored and added, and an unreadable file is scored again with a warning."""
+    data = tmp_path / "data"
+    shutil.copytree(fixture_dataset, data, ignore=shutil.ignore_patterns(teachers.CACHE_DIR))
+    first, taught_by = teachers.crack_probabilities(str(data), [str(SHIPPED)])
+    kept = Path(teachers.cache_path(str(data), taught_by[0]["tflite_sha256"], 1))
+    assert kept.parent == data / teachers.CACHE_DIR
+    assert json.loads(kept.read_text()) == first
+
+    scores = json.loads(kept.read_text())
+    planted, *dropped = sorted(scores)[:4]
+    scores[planted] = 0.123
+    for sha in dropped:
+        del scores[sha]
+    kept.write_text(json.dumps(scores))
+    with caplog.at_level(logging.INFO, logger="crackscan.teachers"):
+        again, _ = teachers.crack_probabilities(str(data), [str(SHIPPED)])
+    assert f"3 windows scored, {len(first) - 3} from kept scores" in caplog.text
+    assert again[planted] == 0.123
+    np.testing.assert_allclose([again[sha] for sha in dropped],
+                               [first[sha] for sha in dropped], atol=1e-6)
+    assert set(json.loads(kept.read_text())) == set(first)
+
+    assert not Path(teachers.cache_path(str(data), taught_by[0]["tflite_sha256"], 8)).exists()
+    kept.write_text("{not json")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="crackscan.teachers"):
+        rescored, _ = teachers.crack_probabilities(str(data), [str(SHIPPED)])
+    assert "unreadable" in caplog.text and f"{len(first)} windows scored, 0 from" in caplog.text
+    np.testing.assert_allclose([rescored[sha] for sha in first], list(first.values()),
                                atol=1e-6)
 
 

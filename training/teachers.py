@@ -13,11 +13,19 @@ A teacher may also be asked for its mean over the eight flips and quarter turns 
 a crack is one at any orientation, and the mean ranks the hard drone windows better than one
 look does (the shipped model's ROC AUC on uavcrack's test windows: 0.919 in one view, 0.961
 over eight), at eight times the teachers' cost.
+
+That cost (about ten minutes for the field set over eight views on two cores) is paid once:
+the scores are kept beside the data set, in ``teacher-scores/``, keyed by the window's
+sha256 under a file named for the teacher's LiteRT sha256 and the views. The keys are the
+windows' contents, so a rebuilt or grown data set reuses every window it still holds and
+only new windows are scored.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import posixpath
 import sys
 import time
 
@@ -32,6 +40,7 @@ from training import input_pipeline, orientations
 log = logging.getLogger("crackscan.teachers")
 
 VIEWS = (1, 8)
+CACHE_DIR = "teacher-scores"
 
 
 def views_of(images: np.ndarray, views: int) -> list[np.ndarray]:
@@ -55,6 +64,35 @@ def read(model_dir: str) -> ModelCard:
     return spec
 
 
+def cache_path(data_dir: str, tflite_sha256: str, views: int) -> str:
+    return posixpath.join(data_dir, CACHE_DIR, f"{tflite_sha256}-{views}-views.json")
+
+
+def _read_cache(path: str) -> dict[str, float]:
+    """A teacher's kept scores; one that cannot be read is scored again, not trusted."""
+    if not tf.io.gfile.exists(path):
+        return {}
+    try:
+        with tf.io.gfile.GFile(path, "r") as handle:
+            scores = json.load(handle)
+        return {str(sha): float(p) for sha, p in scores.items()}
+    except (ValueError, AttributeError, TypeError, tf.errors.OpError) as exc:
+        log.warning("teacher scores %s: unreadable (%s); scoring again", path, exc)
+        return {}
+
+
+def _write_cache(path: str, scores: dict[str, float]) -> None:
+    """Written whole and then renamed, so that a run stopped mid-write leaves the previous
+    file; a data set on a read-only path only loses the saving, not the run."""
+    try:
+        tf.io.gfile.makedirs(posixpath.dirname(path))
+        with tf.io.gfile.GFile(path + ".partial", "w") as handle:
+            json.dump(scores, handle)
+        tf.io.gfile.rename(path + ".partial", path, overwrite=True)
+    except tf.errors.OpError as exc:
+        log.warning("teacher scores %s: not kept (%s)", path, exc)
+
+
 def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 64,
                         threads: int | None = None, views: int = 1
                         ) -> tuple[dict[str, float], list[dict]]:
@@ -63,7 +101,8 @@ def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 
     orientations of the window (:func:`views_of`); and each teacher's folder with the
     sha256 of the file that scored, for the student's card. The hash is taken when the
     teacher is read, not at export: a folder such as the shipped model's may be replaced by
-    the next model while the student trains."""
+    the next model while the student trains. Windows found in the teacher's kept scores
+    (:func:`cache_path`) are not scored again."""
     if views not in VIEWS:
         raise ValueError(f"views: expected one of {VIEWS}, got {views}")
     total = input_pipeline.read_manifest(data_dir)["counts"]["train"]["total"]
@@ -75,23 +114,35 @@ def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 
         with tf.io.gfile.GFile(spec.tflite_uri, "rb") as handle:
             teacher = TFLiteClassifier(handle.read(), threads or os.cpu_count() or 1)
         size = teacher.input_shape[1]
+        kept_at = cache_path(data_dir, spec.tflite_sha256, views)
+        kept = _read_cache(kept_at)
+        scored = reused = 0
         started = time.monotonic()
         # A log line as well as the bar: a training run is often left to a log file, where
         # the bar is off and minutes would otherwise pass without a word.
-        log.info("teacher %d of %d (%s): scoring %d training windows at %d px, %d view(s)",
-                 number, len(model_dirs), model_dir, total, size, views)
+        log.info("teacher %d of %d (%s): scoring %d training windows at %d px, %d view(s); "
+                 "%d scores kept in %s", number, len(model_dirs), model_dir, total, size,
+                 views, len(kept), kept_at)
         windows = input_pipeline.dataset(data_dir, "train", size, batch_size, with_meta=True)
         with tqdm(total=total, desc=f"teacher {model_dir}", unit=" windows", disable=None,
                   file=sys.stderr) as progress:
             for images, _, meta in windows:
                 hashes = [h.decode() for h in meta["sha256"].numpy()]
-                crack = np.mean([teacher.predict(view)[:, spec.positive_index]
-                                 for view in views_of(images.numpy(), views)], axis=0)
-                for sha, p in zip(hashes, crack):
-                    mean[sha] = mean.get(sha, 0.0) + float(p) / len(model_dirs)
+                new = [i for i, sha in enumerate(hashes) if sha not in kept]
+                if new:
+                    batch = images.numpy()[new]
+                    crack = np.mean([teacher.predict(view)[:, spec.positive_index]
+                                     for view in views_of(batch, views)], axis=0)
+                    kept.update((hashes[i], float(p)) for i, p in zip(new, crack))
+                    scored += len(new)
+                reused += len(hashes) - len(new)
+                for sha in hashes:
+                    mean[sha] = mean.get(sha, 0.0) + kept[sha] / len(model_dirs)
                 progress.update(len(hashes))
-        log.info("teacher %d of %d: done in %.0f s", number, len(model_dirs),
-                 time.monotonic() - started)
+        if scored:
+            _write_cache(kept_at, kept)
+        log.info("teacher %d of %d: %d windows scored, %d from kept scores, in %.0f s", number,
+                 len(model_dirs), scored, reused, time.monotonic() - started)
     log.info("teachers: %d training windows, mean crack probability %.3f", len(mean),
              float(np.mean(list(mean.values()))) if mean else float("nan"))
     return mean, taught_by
