@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from training import build_dataset, tfrecords
+from training import build_dataset, input_pipeline, tfrecords
 
 
 def read_split(output: Path, split: str) -> list[dict]:
@@ -63,6 +63,35 @@ def test_splits_are_disjoint_by_content_and_cover_every_unique_image(small_build
     assert sum(len(v) for v in hashes.values()) == 119
     assert set(manifest["shards"]["train"]) == {p.name for p in output.glob("train-*")}
     assert manifest["shards"]["train"][0] == "train-00000-of-00003.tfrecord"
+
+
+def read_for_training(data_dir: Path, split: str) -> list[str]:
+    return [sha.decode() for _, _, meta in input_pipeline.dataset(str(data_dir), split, 32, 64,
+                                                                  with_meta=True)
+            for sha in meta["sha256"].numpy()]
+
+
+def test_a_folder_built_again_holds_and_feeds_only_the_new_build(small_source, tmp_path,
+                                                                 caplog):
+    """Built with three shards and again with two, the folder keeps only the two, and
+    training reads the split's windows once each; a shard the manifest does not list is not
+    read, and one it lists that is gone is named."""
+    build_dataset.build(str(small_source), str(tmp_path), shards=3)
+    with caplog.at_level(logging.INFO, logger="crackscan.build_dataset"):
+        manifest = build_dataset.build(str(small_source), str(tmp_path), shards=2)
+    assert "removed 9 shards of an earlier build" in caplog.text
+    assert sorted(p.name for p in tmp_path.glob("*.tfrecord")) == sorted(
+        name for split in build_dataset.SPLITS for name in manifest["shards"][split])
+
+    train = read_for_training(tmp_path, "train")
+    assert len(train) == len(set(train)) == manifest["counts"]["train"]["total"]
+    shutil.copy(tmp_path / "test-00000-of-00002.tfrecord",
+                tmp_path / "train-00000-of-00009.tfrecord")
+    assert sorted(read_for_training(tmp_path, "train")) == sorted(train)
+
+    (tmp_path / "train-00001-of-00002.tfrecord").unlink()
+    with pytest.raises(input_pipeline.DataError, match="train-00001-of-00002.tfrecord"):
+        input_pipeline.shard_files(str(tmp_path), "train")
 
 
 def test_split_is_stable_across_runs_and_shard_counts(small_build, small_source, tmp_path):

@@ -279,7 +279,7 @@ def test_unknown_weights_path_is_a_clear_error(tmp_path):
 
 
 def test_missing_shards_are_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="build_dataset"):
+    with pytest.raises(input_pipeline.DataError, match="build_dataset"):
         input_pipeline.shard_files(str(tmp_path), "train")
 
 

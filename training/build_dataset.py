@@ -310,6 +310,18 @@ def fingerprint(examples: Iterable[dict]) -> str:
     return digest.hexdigest()
 
 
+def remove_earlier_shards(output: str) -> None:
+    """A folder built again holds the earlier build's shards; training reads only those its
+    manifest lists, but left behind they would double the folder and confuse whoever lists
+    it. Teachers' kept scores stay: they are keyed by window content."""
+    earlier = [path for split in SPLITS
+               for path in tf.io.gfile.glob(posixpath.join(output, f"{split}-*-of-*.tfrecord"))]
+    for path in earlier:
+        tf.io.gfile.remove(path)
+    if earlier:
+        log.info("%s: removed %d shards of an earlier build", output, len(earlier))
+
+
 def write_shards(examples: list[dict], output: str, split: str, shards: int) -> list[str]:
     """Records in hash order, dealt round-robin: every shard a label-mixed, stable subset."""
     paths = shard_paths(output, split, shards)
@@ -393,6 +405,7 @@ def build(source: str | list[str], output: str, shards: int = 4, val_fraction: f
         "counts": {}, "counts_by_source": {}, "shards": {}, "image_sizes": {},
         "errors": errors, "duplicates": duplicates,
     }
+    remove_earlier_shards(output)
     for split, members in by_split.items():
         manifest["counts"][split] = _counts(members)
         manifest["counts_by_source"][split] = {

@@ -25,14 +25,6 @@ AUTOTUNE = tf.data.AUTOTUNE
 STREAM_SHUFFLE = 2048
 
 
-def shard_files(data_dir: str, split: str) -> list[str]:
-    files = sorted(tf.io.gfile.glob(posixpath.join(data_dir, f"{split}-*.tfrecord")))
-    if not files:
-        raise FileNotFoundError(f"{data_dir}: no {split}-*.tfrecord shards; run "
-                                f"training.build_dataset first")
-    return files
-
-
 class DataError(ValueError):
     """A data set folder that training cannot use; the message names the file and why."""
 
@@ -52,6 +44,22 @@ def read_manifest(data_dir: str) -> dict:
         raise DataError(f"{path}: not a manifest of this training.build_dataset, it lacks "
                         f"{missing}; rebuild the data set")
     return manifest
+
+
+def shard_files(data_dir: str, split: str) -> list[str]:
+    """The split's shards as its manifest lists them, not as a pattern finds them: a folder
+    built again with another shard count also holds the earlier build's files, whose windows
+    (its test split's among them) would otherwise be read with the new ones."""
+    names = read_manifest(data_dir).get("shards", {}).get(split)
+    if not names:
+        raise DataError(f"{data_dir}: the manifest lists no {split} shards; run "
+                        f"training.build_dataset first")
+    files = [posixpath.join(data_dir, name) for name in names]
+    missing = [name for name, path in zip(names, files) if not tf.io.gfile.exists(path)]
+    if missing:
+        raise DataError(f"{data_dir}: {split} shards listed in manifest.json are missing: "
+                        f"{', '.join(missing)}; rebuild the data set")
+    return files
 
 
 def augmenter(seed: int) -> keras.Sequential:
