@@ -195,6 +195,15 @@ def balanced_validation(data_dir: str, split: str, image_size: int, batch_size: 
             .map(load, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE))
 
 
+def window_hashes(data_dir: str, split: str) -> list[str]:
+    """The sha256 of each labelled window of a split, in :func:`dataset`'s order, read
+    without decoding a pixel: what knowing which windows a split holds costs."""
+    return [sha.decode() for sha in _parsed(data_dir, split)
+            .filter(lambda e: e["image/label"] >= 0)
+            .map(lambda e: e["image/sha256"], num_parallel_calls=AUTOTUNE)
+            .as_numpy_iterator()]
+
+
 def dataset(data_dir: str, split: str, image_size: int, batch_size: int,
             training: bool = False, seed: int = 0, with_meta: bool = False,
             whole_photos: bool = False, source_weights: dict[str, float] | None = None,

@@ -93,6 +93,29 @@ def _write_cache(path: str, scores: dict[str, float]) -> None:
         log.warning("teacher scores %s: not kept (%s)", path, exc)
 
 
+def _score(spec: ModelCard, data_dir: str, batch_size: int, threads: int | None, views: int,
+           kept: dict[str, float], new: int) -> dict[str, float]:
+    """The teacher's crack probability of each training window not in ``kept``, fed at the
+    teacher's own input size; the split is decoded whole, the model runs on the new ones only."""
+    with tf.io.gfile.GFile(spec.tflite_uri, "rb") as handle:
+        teacher = TFLiteClassifier(handle.read(), threads or os.cpu_count() or 1)
+    windows = input_pipeline.dataset(data_dir, "train", teacher.input_shape[1], batch_size,
+                                     with_meta=True)
+    scores: dict[str, float] = {}
+    with tqdm(total=new, desc=f"teacher {spec.tflite_uri}", unit=" windows", disable=None,
+              file=sys.stderr) as progress:
+        for images, _, meta in windows:
+            hashes = [h.decode() for h in meta["sha256"].numpy()]
+            rows = [i for i, sha in enumerate(hashes) if sha not in kept and sha not in scores]
+            if not rows:
+                continue
+            crack = np.mean([teacher.predict(view)[:, spec.positive_index]
+                             for view in views_of(images.numpy()[rows], views)], axis=0)
+            scores.update((hashes[i], float(p)) for i, p in zip(rows, crack))
+            progress.update(len(rows))
+    return scores
+
+
 def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 64,
                         threads: int | None = None, views: int = 1
                         ) -> tuple[dict[str, float], list[dict]]:
@@ -105,44 +128,28 @@ def crack_probabilities(data_dir: str, model_dirs: list[str], batch_size: int = 
     (:func:`cache_path`) are not scored again."""
     if views not in VIEWS:
         raise ValueError(f"views: expected one of {VIEWS}, got {views}")
-    total = input_pipeline.read_manifest(data_dir)["counts"]["train"]["total"]
+    hashes = input_pipeline.window_hashes(data_dir, "train")
     mean: dict[str, float] = {}
     taught_by: list[dict] = []
     for number, model_dir in enumerate(model_dirs, 1):
         spec = read(model_dir)
         taught_by.append({"model": model_dir, "tflite_sha256": spec.tflite_sha256})
-        with tf.io.gfile.GFile(spec.tflite_uri, "rb") as handle:
-            teacher = TFLiteClassifier(handle.read(), threads or os.cpu_count() or 1)
-        size = teacher.input_shape[1]
         kept_at = cache_path(data_dir, spec.tflite_sha256, views)
         kept = _read_cache(kept_at)
-        scored = reused = 0
+        new = len(set(hashes) - set(kept))
         started = time.monotonic()
         # A log line as well as the bar: a training run is often left to a log file, where
         # the bar is off and minutes would otherwise pass without a word.
-        log.info("teacher %d of %d (%s): scoring %d training windows at %d px, %d view(s); "
-                 "%d scores kept in %s", number, len(model_dirs), model_dir, total, size,
-                 views, len(kept), kept_at)
-        windows = input_pipeline.dataset(data_dir, "train", size, batch_size, with_meta=True)
-        with tqdm(total=total, desc=f"teacher {model_dir}", unit=" windows", disable=None,
-                  file=sys.stderr) as progress:
-            for images, _, meta in windows:
-                hashes = [h.decode() for h in meta["sha256"].numpy()]
-                new = [i for i, sha in enumerate(hashes) if sha not in kept]
-                if new:
-                    batch = images.numpy()[new]
-                    crack = np.mean([teacher.predict(view)[:, spec.positive_index]
-                                     for view in views_of(batch, views)], axis=0)
-                    kept.update((hashes[i], float(p)) for i, p in zip(new, crack))
-                    scored += len(new)
-                reused += len(hashes) - len(new)
-                for sha in hashes:
-                    mean[sha] = mean.get(sha, 0.0) + kept[sha] / len(model_dirs)
-                progress.update(len(hashes))
-        if scored:
+        log.info("teacher %d of %d (%s): %d training windows, %d to score in %d view(s), "
+                 "the others kept in %s", number, len(model_dirs), model_dir, len(hashes),
+                 new, views, kept_at)
+        if new:
+            kept.update(_score(spec, data_dir, batch_size, threads, views, kept, new))
             _write_cache(kept_at, kept)
+        for sha in hashes:
+            mean[sha] = mean.get(sha, 0.0) + kept[sha] / len(model_dirs)
         log.info("teacher %d of %d: %d windows scored, %d from kept scores, in %.0f s", number,
-                 len(model_dirs), scored, reused, time.monotonic() - started)
+                 len(model_dirs), new, len(hashes) - new, time.monotonic() - started)
     log.info("teachers: %d training windows, mean crack probability %.3f", len(mean),
              float(np.mean(list(mean.values()))) if mean else float("nan"))
     return mean, taught_by
