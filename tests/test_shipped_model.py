@@ -30,9 +30,15 @@ def test_shipped_model_is_a_small_litert_folder_with_a_complete_card():
     assert all(s["licence"] and not s["licence"].startswith("not stated")
                for s in sources.values())
     assert "CC BY 4.0" in sources["concrete"]["licence"]
-    build, train = card["reproduce"]
+    build, *trains = card["reproduce"]
     assert build.startswith("python -m training.build_dataset") and "--source" in build
-    assert train.startswith("python -m training.train") and "--data" in train
+    assert trains and all(train.startswith("python -m training.train") and "--data" in train
+                          for train in trains)
+    # A student's teachers are made by the commands before its own, not taken from the
+    # shipped folder, which holds the student itself.
+    made = [train.split("--output ")[1].split()[0] for train in trains[:-1]]
+    for teacher in (card.get("teachers") or {}).get("models", []):
+        assert teacher["model"] in made and f"--teacher {teacher['model']}" in trains[-1]
     for name in sources:
         figures = card["metrics_by_source"]["test"][name]
         assert figures["counts"]["total"] > 0 and 0 <= figures["accuracy"] <= 1
