@@ -11,8 +11,8 @@ Teachers are exported model folders, run with LiteRT as the scorer runs them, on
 training windows before augmentation: a window keeps its target under every augmented view.
 A teacher may also be asked for its mean over the eight flips and quarter turns of a window:
 a crack is one at any orientation, and the mean ranks the hard drone windows better than one
-look does (the shipped model's ROC AUC on uavcrack's test windows: 0.919 in one view, 0.961
-over eight), at eight times the teachers' cost.
+look does (for the model shipped until 2026-12-06, ROC AUC on uavcrack's test windows 0.919
+in one view, 0.961 over eight), at eight times the teachers' cost.
 
 That cost (about ten minutes for the field set over eight views on two cores) is paid once:
 the scores are kept beside the data set, in ``teacher-scores/``, keyed by the window's
