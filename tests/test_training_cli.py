@@ -65,10 +65,12 @@ def test_an_unreadable_manifest_is_one_line(tmp_path: Path):
 def test_missing_shards_are_one_line(tmp_path: Path):
     (tmp_path / "manifest.json").write_text(
         '{"class_names": ["Negative", "Positive"], "counts": {"train": {"total": 10}}, '
-        '"counts_by_source": {"train": {}}, "sources": []}')
+        '"counts_by_source": {"train": {}}, "sources": [], '
+        '"shards": {"train": ["train-00000-of-00001.tfrecord"]}}')
     line = one_line_error(run_command("training.train", "--data", str(tmp_path), "--output",
                                       str(tmp_path / "model"), "--weights", "none"))
-    assert f"{tmp_path}: no train-*.tfrecord shards" in line
+    assert (f"{tmp_path}: train shards listed in manifest.json are missing: "
+            f"train-00000-of-00001.tfrecord") in line
 
 
 def test_an_empty_source_is_one_line(tmp_path: Path):
