@@ -74,24 +74,35 @@ def read_for_training(data_dir: Path, split: str) -> list[str]:
 def test_a_folder_built_again_holds_and_feeds_only_the_new_build(small_source, tmp_path,
                                                                  caplog):
     """Built with three shards and again with two, the folder keeps only the two, and
-    training reads the split's windows once each; a shard the manifest does not list is not
-    read, and one it lists that is gone is named."""
+    training reads the split's windows once each. A file the earlier manifest does not list
+    stays, however it is named, and is not read; a listed shard that is gone is named."""
     build_dataset.build(str(small_source), str(tmp_path), shards=3)
+    users = tmp_path / "train-00000-of-00009.tfrecord"
+    shutil.copy(tmp_path / "test-00000-of-00003.tfrecord", users)
     with caplog.at_level(logging.INFO, logger="crackscan.build_dataset"):
         manifest = build_dataset.build(str(small_source), str(tmp_path), shards=2)
     assert "removed 9 shards of an earlier build" in caplog.text
     assert sorted(p.name for p in tmp_path.glob("*.tfrecord")) == sorted(
-        name for split in build_dataset.SPLITS for name in manifest["shards"][split])
+        [users.name] + [name for split in build_dataset.SPLITS
+                        for name in manifest["shards"][split]])
 
     train = read_for_training(tmp_path, "train")
     assert len(train) == len(set(train)) == manifest["counts"]["train"]["total"]
-    shutil.copy(tmp_path / "test-00000-of-00002.tfrecord",
-                tmp_path / "train-00000-of-00009.tfrecord")
-    assert sorted(read_for_training(tmp_path, "train")) == sorted(train)
 
     (tmp_path / "train-00001-of-00002.tfrecord").unlink()
     with pytest.raises(input_pipeline.DataError, match="train-00001-of-00002.tfrecord"):
         input_pipeline.shard_files(str(tmp_path), "train")
+
+
+def test_an_unreadable_earlier_manifest_leaves_the_folder_and_builds(small_source, tmp_path,
+                                                                     caplog):
+    (tmp_path / "manifest.json").write_text("{ not json")
+    (tmp_path / "val-00000-of-00005.tfrecord").write_bytes(b"kept")
+    with caplog.at_level(logging.WARNING, logger="crackscan.build_dataset"):
+        manifest = build_dataset.build(str(small_source), str(tmp_path), shards=1)
+    assert "manifest.json: not a readable manifest" in caplog.text
+    assert (tmp_path / "val-00000-of-00005.tfrecord").read_bytes() == b"kept"
+    assert input_pipeline.read_manifest(str(tmp_path))["shards"] == manifest["shards"]
 
 
 def test_split_is_stable_across_runs_and_shard_counts(small_build, small_source, tmp_path):

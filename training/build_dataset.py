@@ -313,11 +313,25 @@ def fingerprint(examples: Iterable[dict]) -> str:
 def remove_earlier_shards(output: str) -> None:
     """A folder built again holds the earlier build's shards; training reads only those its
     manifest lists, but left behind they would double the folder and confuse whoever lists
-    it. Teachers' kept scores stay: they are keyed by window content."""
-    earlier = [path for split in SPLITS
-               for path in tf.io.gfile.glob(posixpath.join(output, f"{split}-*-of-*.tfrecord"))]
-    for path in earlier:
-        tf.io.gfile.remove(path)
+    it. Only the files that build's manifest names go: anything else in the folder is the
+    user's, however it is named. Teachers' kept scores stay: they are keyed by window
+    content."""
+    path = posixpath.join(output, "manifest.json")
+    try:
+        with tf.io.gfile.GFile(path) as handle:
+            listed = json.load(handle).get("shards", {})
+        names = [name for split in SPLITS for name in listed.get(split, [])]
+    except tf.errors.NotFoundError:
+        return
+    except (tf.errors.OpError, ValueError, AttributeError, TypeError) as exc:
+        log.warning("%s: not a readable manifest (%s); earlier shards, if any, are left "
+                    "in place", path, exc)
+        return
+    earlier = [posixpath.join(output, name) for name in names
+               if isinstance(name, str) and posixpath.basename(name) == name]
+    earlier = [shard for shard in earlier if tf.io.gfile.exists(shard)]
+    for shard in earlier:
+        tf.io.gfile.remove(shard)
     if earlier:
         log.info("%s: removed %d shards of an earlier build", output, len(earlier))
 
