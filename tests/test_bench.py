@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench import (mirror_average, runner_modes, runtimes, scoring, survey_memory,
+from bench import (flip_average, runner_modes, runtimes, scoring, survey_memory,
                    training_input, zip_parallel)
 
 
@@ -30,10 +30,10 @@ def test_runtimes_benchmark(trained_model_dir: Path, concrete_dir: Path):
     assert rows(table) == ["keras", "litert", "litert / keras"]
 
 
-def test_mirror_average_benchmark(trained_model_dir: Path, concrete_dir: Path):
-    table = mirror_average.main(["--model", str(trained_model_dir), "--images",
-                                 str(concrete_dir), "--seconds", "0.2", "--repeats", "1"])
-    assert rows(table) == [mirror_average.ONE_PASS, mirror_average.AVERAGED]
+def test_flip_average_benchmark(trained_model_dir: Path, concrete_dir: Path):
+    table = flip_average.main(["--model", str(trained_model_dir), "--images",
+                               str(concrete_dir), "--seconds", "0.2", "--repeats", "1"])
+    assert rows(table) == [flip_average.ONE_PASS, "flips average", "mirror average"]
 
 
 def test_runner_modes_benchmark(real_data: Path):

@@ -325,20 +325,24 @@ def test_ema_momentum_must_lie_between_0_and_1(capsys):
     assert "between 0 and 1" in capsys.readouterr().err
 
 
-def test_mirror_average_is_the_mean_of_an_image_and_its_mirror_image(fixture_dataset, tmp_path):
+@pytest.mark.parametrize("views", sorted(model_lib.FLIP_VIEWS))
+def test_flip_average_is_the_mean_over_the_image_and_its_flips(fixture_dataset, tmp_path,
+                                                               views):
     from crackscan.tflite_model import TFLiteClassifier
     from scoring_helpers import tiny_model
     from training import export_tflite
 
     keras.utils.set_random_seed(0)
     one_pass = tiny_model()
-    model = model_lib.with_mirror_average(one_pass)
+    model = model_lib.with_flip_average(one_pass, views)
     images, _ = export.native_batch(str(fixture_dataset), "test", 8)
-    mirrored = np.ascontiguousarray(images[:, :, ::-1])
-    plain, flipped = one_pass.predict_on_batch(images), one_pass.predict_on_batch(mirrored)
-    assert np.abs(plain - flipped).max() > 1e-3  # one pass tells a photo from its mirror
+    flips = [images, images[:, :, ::-1]] + (
+        [images[:, ::-1], images[:, ::-1, ::-1]] if views == "flips" else [])
+    scores = [one_pass.predict_on_batch(np.ascontiguousarray(view)) for view in flips]
+    assert np.abs(scores[0] - scores[1]).max() > 1e-3  # one pass tells a photo from its mirror
     averaged = model.predict_on_batch(images)
-    np.testing.assert_allclose(averaged, (plain + flipped) / 2, atol=1e-6)
+    np.testing.assert_allclose(averaged, np.mean(scores, axis=0), atol=1e-6)
+    mirrored = np.ascontiguousarray(flips[-1])
     np.testing.assert_allclose(model.predict_on_batch(mirrored), averaged, atol=1e-6)
     model.save(tmp_path / "model.keras")
     reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
@@ -349,25 +353,25 @@ def test_mirror_average_is_the_mean_of_an_image_and_its_mirror_image(fixture_dat
     np.testing.assert_allclose(litert.predict(mirrored), averaged, atol=1e-4)
 
 
-def test_training_with_mirror_average_and_a_teacher_exports_the_averaged_model(
+def test_training_with_flip_average_and_a_teacher_exports_the_averaged_model(
         fixture_dataset, tmp_path):
     from pipeline.inference import SHIPPED_MODEL_DIR as teacher
     from training import train
 
     report = train.main(["--data", str(fixture_dataset), "--output", str(tmp_path),
                          "--weights", "none", "--epochs", "1", "--fine-tune-epochs", "0",
-                         "--image-size", "32", "--batch-size", "8", "--mirror-average",
+                         "--image-size", "32", "--batch-size", "8", "--flip-average", "flips",
                          "--teacher", teacher, "--teacher-views", "8"])
     card = json.loads((tmp_path / "model_card.json").read_text())
-    assert card["mirror_average"] is True and "mirror image" in card["output"]
+    assert card["flip_average"] == "flips" and "upside-down" in card["output"]
     shipped = json.loads((Path(teacher) / "model_card.json").read_text())
     assert card["teachers"]["models"] == [{"model": teacher,
                                            "tflite_sha256": shipped["tflite_sha256"]}]
     assert card["teachers"]["weight"] == 0.5 and card["teachers"]["views"] == 8
     assert np.isfinite(report["stages"]["stage1"]["val_loss"])
-    assert report["options"]["mirror_average"] is True
+    assert report["options"]["flip_average"] == "flips"
     model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
-    assert model.get_layer(model_lib.MIRROR_AVERAGE_LAYER)
+    assert len(model.get_layer(model_lib.FLIP_AVERAGE_LAYER).input) == 4
     evaluated = {row["sha256"]: row["crack_probability"] for row in json.loads(
         (tmp_path / "test_predictions.json").read_text())}
     images, hashes = export.native_batch(str(fixture_dataset), "test", len(evaluated))

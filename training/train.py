@@ -29,6 +29,12 @@ from training import (evaluate, export, export_tflite, input_pipeline, int8_expo
                       model as model_lib, plots, teachers)
 
 log = logging.getLogger("crackscan.train")
+# What the card's output says a flip-averaged model's probabilities are.
+FLIP_AVERAGE_OUTPUT = {
+    "mirror": ", the mean of the image's and its left-right mirror image's",
+    "flips": ", the mean of the image's, its left-right and upside-down mirror images' and "
+             "its half turn's",
+}
 
 
 def callbacks(output: str, stage: str, patience: int,
@@ -169,8 +175,8 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     else:
         stages["stage2"] = {"skipped": "no pretrained backbone to fine-tune"
                             if args.weights == "none" else "--fine-tune-epochs 0"}
-    if args.mirror_average:
-        model = model_lib.with_mirror_average(model)
+    if args.flip_average:
+        model = model_lib.with_flip_average(model, args.flip_average)
     return evaluate_and_export(model, args, argv, manifest, stages, started, taught_by)
 
 
@@ -216,9 +222,8 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
         "input": "float32 or uint8 RGB 0-255, shape (batch, height, width, 3), any size; "
                  "resized and scaled inside the model",
         "output": "softmax probabilities over class_names" + (
-            ", the mean of the image's and its left-right mirror image's"
-            if args.mirror_average else ""),
-        "mirror_average": args.mirror_average,
+            FLIP_AVERAGE_OUTPUT[args.flip_average] if args.flip_average else ""),
+        "flip_average": args.flip_average,
         "ema_momentum": args.ema_momentum,
         "teachers": ({"models": taught_by,
                       "weight": args.teacher_weight,
@@ -386,11 +391,12 @@ def parser() -> argparse.ArgumentParser:
                    help="orientations each teacher sees a window in: 1, or 8 (four quarter "
                         "turns of the window and of its mirror image, averaged; eight times "
                         "the teachers' time) (default: 1)")
-    p.add_argument("--mirror-average", action="store_true",
+    p.add_argument("--flip-average", choices=sorted(model_lib.FLIP_VIEWS), default=None,
                    help="export a model that scores each image and its left-right mirror "
-                        "image and averages the two; the threshold and every figure are "
-                        "measured on that average (twice the inference time per tile; "
-                        "default: one pass)")
+                        "image (mirror), or also its upside-down image and its half turn "
+                        "(flips), and averages them; the threshold and every figure are "
+                        "measured on that average (two or four times the inference time "
+                        "per tile; default: one pass)")
     p.add_argument("--int8", action="store_true",
                    help="also model_int8.tflite (calibrated on the train split, float layers "
                         "chosen on val), listed in the card only if, on every source's test "

@@ -1,11 +1,11 @@
-"""What ``--mirror-average`` costs: LiteRT images/s of one pass against the mirror average
-of the same weights, at the pipeline's batch size, side by side.
+"""What ``--flip-average`` costs: LiteRT images/s of one pass against the mirror average and
+the four-flip average of the same weights, at the pipeline's batch size, side by side.
 
-    python -m bench.mirror_average --model MODEL_DIR [--images ../shared/data/concrete]
+    python -m bench.flip_average --model MODEL_DIR [--images ../shared/data/concrete]
 
-MODEL_DIR needs ``model.keras``, trained with or without ``--mirror-average``: the
-benchmark converts both forms of its weights to LiteRT itself, so the two files differ by
-the mirror average alone. Both are measured interleaved, ``--repeats`` times (median).
+MODEL_DIR needs ``model.keras``, trained with or without ``--flip-average``: the benchmark
+converts every form of its weights to LiteRT itself, so the files differ by the average
+alone. All are measured interleaved, ``--repeats`` times (median).
 """
 from __future__ import annotations
 
@@ -21,19 +21,21 @@ from crackscan.model_card import join, read_card
 from crackscan.tflite_model import TFLiteClassifier
 from pipeline.inference import DEFAULT_BATCH_SIZES, LITERT
 from training.export_tflite import convert, sample_images
-from training.model import MIRROR_AVERAGE_LAYER, with_mirror_average
+from training.model import FLIP_AVERAGE_LAYER, FLIP_VIEWS, with_flip_average
 
-ONE_PASS, AVERAGED = "one pass", "mirror average"
+ONE_PASS = "one pass"
 
 
-def both_forms(model: keras.Model) -> dict[str, keras.Model]:
-    """The one-pass model and its mirror average, from either of them."""
+def all_forms(model: keras.Model) -> dict[str, keras.Model]:
+    """The one-pass model and each flip average of it, from any of them."""
     try:
-        model.get_layer(MIRROR_AVERAGE_LAYER)
+        model.get_layer(FLIP_AVERAGE_LAYER)
     except ValueError:
-        return {ONE_PASS: model, AVERAGED: with_mirror_average(model)}
-    one_pass = next(layer for layer in model.layers if isinstance(layer, keras.Model))
-    return {ONE_PASS: one_pass, AVERAGED: model}
+        one_pass = model
+    else:
+        one_pass = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    return {ONE_PASS: one_pass} | {f"{views} average": with_flip_average(one_pass, views)
+                                   for views in FLIP_VIEWS}
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> str:
     card = read_card(args.model)
     tile = int(card["tile_size"])
     model = keras.saving.load_model(join(args.model, card["model_file"]), compile=False)
-    forms = both_forms(model)
+    forms = all_forms(model)
     images = sample_images(args.images, tile, 64).astype(np.float32)
     forwards = {name: TFLiteClassifier(convert(form, tile), args.threads).predict
                 for name, form in forms.items()}
