@@ -368,6 +368,11 @@ def test_training_with_flip_average_and_a_teacher_exports_the_averaged_model(
     assert card["teachers"]["models"] == [{"model": teacher,
                                            "tflite_sha256": shipped["tflite_sha256"]}]
     assert card["teachers"]["weight"] == 0.5 and card["teachers"]["views"] == 8
+    # After this data set's build (none recorded: the fixture is built by a function call),
+    # the teacher's whole chain, its own teacher included, then this run's command.
+    build, *commands, own = card["reproduce"]
+    assert build is None and commands == shipped["reproduce"]
+    assert own.startswith("python -m training.train --data") and "--flip-average flips" in own
     assert np.isfinite(report["stages"]["stage1"]["val_loss"])
     assert report["options"]["flip_average"] == "flips"
     model = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)

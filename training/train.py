@@ -134,6 +134,24 @@ def training_sources(manifest: dict, source_weights: dict[str, float]) -> list[d
             for s in manifest["sources"]]
 
 
+def reproduce_commands(manifest: dict, argv: list[str] | None,
+                       teacher_dirs: list[str]) -> list[str]:
+    """The commands that make this model from its sources: the data set's build, each
+    teacher's own commands as its card lists them (a teacher is a model trained before the
+    student, and may be a student itself), then this run's. Read when training starts, like
+    the teachers' hashes, since a teacher's folder may be replaced while the student trains.
+    """
+    commands = [manifest.get("command")]
+    for model_dir in teacher_dirs:
+        made_by = model_card.read_card(model_dir).get("reproduce") or []
+        if not made_by:
+            log.warning("%s: its card lists no commands that made it; this model's card "
+                        "names it by its file's sha256 only", model_dir)
+        commands += [command for command in made_by if command not in commands]
+    own = argv if argv is not None else sys.argv[1:]
+    return commands + ["python -m training.train " + " ".join(shlex.quote(a) for a in own)]
+
+
 def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     """Both stages, then :func:`evaluate_and_export`; returns the metrics report."""
     keras.utils.set_random_seed(args.seed)
@@ -145,6 +163,7 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     teacher, taught_by = (teachers.crack_probabilities(args.data, args.teacher,
                                                        views=args.teacher_views)
                           if args.teacher else (None, []))
+    commands = reproduce_commands(manifest, argv, args.teacher)
     train_ds = input_pipeline.dataset(args.data, "train", args.image_size, args.batch_size,
                                       training=True, seed=args.seed,
                                       source_weights=source_weights, teacher=teacher,
@@ -177,15 +196,16 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
                             if args.weights == "none" else "--fine-tune-epochs 0"}
     if args.flip_average:
         model = model_lib.with_flip_average(model, args.flip_average)
-    return evaluate_and_export(model, args, argv, manifest, stages, started, taught_by)
+    return evaluate_and_export(model, args, commands, manifest, stages, started, taught_by)
 
 
 def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
-                        argv: list[str] | None, manifest: dict, stages: dict,
+                        commands: list[str], manifest: dict, stages: dict,
                         started: float, taught_by: list[dict]) -> dict:
     """Threshold and photo rule chosen on validation, test figures overall, per source and
-    per photo, plots, then the checked exports and the card, written once; ``taught_by``
-    names the teachers as :func:`training.teachers.crack_probabilities` read them."""
+    per photo, plots, then the checked exports and the card, written once; ``commands`` as
+    :func:`reproduce_commands` gives them, ``taught_by`` names the teachers as
+    :func:`training.teachers.crack_probabilities` read them."""
     class_names = manifest["class_names"]
     val_whole, val = predict_whole(model, args, "val")
     threshold = evaluate.choose_threshold(val)
@@ -246,8 +266,7 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
                  "counts": manifest["counts"], "window_rule": manifest["options"].get(
                      "window_rule"), "split_rule": manifest["options"]["split_rule"]},
         "training_sources": training_sources(manifest, dict(args.source_weight)),
-        "reproduce": [manifest.get("command"), "python -m training.train " + " ".join(
-            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))],
+        "reproduce": commands,
     }
     evaluated = dict(zip(test_whole.sha256, test_whole.probabilities))
     # Both exports must reproduce the evaluated probabilities on the same raw uint8 images.
