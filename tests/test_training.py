@@ -342,15 +342,15 @@ def test_flip_average_is_the_mean_over_the_image_and_its_flips(fixture_dataset, 
     assert np.abs(scores[0] - scores[1]).max() > 1e-3  # one pass tells a photo from its mirror
     averaged = model.predict_on_batch(images)
     np.testing.assert_allclose(averaged, np.mean(scores, axis=0), atol=1e-6)
-    mirrored = np.ascontiguousarray(flips[-1])
-    np.testing.assert_allclose(model.predict_on_batch(mirrored), averaged, atol=1e-6)
+    flipped = np.ascontiguousarray(flips[-1])
+    np.testing.assert_allclose(model.predict_on_batch(flipped), averaged, atol=1e-6)
     model.save(tmp_path / "model.keras")
     reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
-    np.testing.assert_allclose(reloaded.predict_on_batch(mirrored), averaged, atol=1e-6)
+    np.testing.assert_allclose(reloaded.predict_on_batch(flipped), averaged, atol=1e-6)
     card = export_tflite.export(model, str(tmp_path), {"tile_size": images.shape[1]}, images,
                                 averaged)
     litert = TFLiteClassifier((tmp_path / card["tflite_file"]).read_bytes(), threads=1)
-    np.testing.assert_allclose(litert.predict(mirrored), averaged, atol=1e-4)
+    np.testing.assert_allclose(litert.predict(flipped), averaged, atol=1e-4)
 
 
 def test_training_with_flip_average_and_a_teacher_exports_the_averaged_model(

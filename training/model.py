@@ -21,6 +21,12 @@ FLIP_AVERAGE_LAYER = "flip_average"
 # Which views of an image a flip-averaged model scores: the image axes each view flips,
 # of (batch, rows, columns, channels). "flips" adds the upside-down image and the half turn.
 FLIP_VIEWS = {"mirror": ((), (2,)), "flips": ((), (2,), (1,), (1, 2))}
+# What a model card's output says each average's probabilities are.
+FLIP_AVERAGE_OUTPUT = {
+    "mirror": "the mean of the image's and its left-right mirror image's",
+    "flips": "the mean of the image's, its left-right and upside-down mirror images' and its "
+             "half turn's",
+}
 
 
 def backbone(image_size: int, weights: str) -> keras.Model:

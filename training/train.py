@@ -29,12 +29,6 @@ from training import (evaluate, export, export_tflite, input_pipeline, int8_expo
                       model as model_lib, plots, teachers)
 
 log = logging.getLogger("crackscan.train")
-# What the card's output says a flip-averaged model's probabilities are.
-FLIP_AVERAGE_OUTPUT = {
-    "mirror": ", the mean of the image's and its left-right mirror image's",
-    "flips": ", the mean of the image's, its left-right and upside-down mirror images' and "
-             "its half turn's",
-}
 
 
 def callbacks(output: str, stage: str, patience: int,
@@ -242,7 +236,8 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
         "input": "float32 or uint8 RGB 0-255, shape (batch, height, width, 3), any size; "
                  "resized and scaled inside the model",
         "output": "softmax probabilities over class_names" + (
-            FLIP_AVERAGE_OUTPUT[args.flip_average] if args.flip_average else ""),
+            ", " + model_lib.FLIP_AVERAGE_OUTPUT[args.flip_average]
+            if args.flip_average else ""),
         "flip_average": args.flip_average,
         "ema_momentum": args.ema_momentum,
         "teachers": ({"models": taught_by,
