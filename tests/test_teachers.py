@@ -135,10 +135,3 @@ def test_a_teacher_folder_without_a_litert_file_is_named(fixture_dataset, tiny_m
     assert f"teacher {tmp_path}: " in refusal(tmp_path)
     assert "model_card.json is missing" in refusal(tmp_path)
 
-
-def test_teacher_weight_must_lie_between_0_and_1(capsys):
-    from training import train
-
-    with pytest.raises(SystemExit):
-        train.parser().parse_args(["--data", "d", "--output", "o", "--teacher-weight", "1.5"])
-    assert "from 0 to 1" in capsys.readouterr().err

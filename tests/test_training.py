@@ -325,6 +325,15 @@ def test_ema_momentum_must_lie_between_0_and_1(capsys):
     assert "between 0 and 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["--teacher-weight", "--joint-rate"])
+def test_shares_must_lie_from_0_to_1(capsys, flag):
+    from training import train
+
+    with pytest.raises(SystemExit):
+        train.parser().parse_args(["--data", "d", "--output", "o", flag, "1.5"])
+    assert "a share from 0 to 1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("views", sorted(model_lib.FLIP_VIEWS))
 def test_flip_average_is_the_mean_over_the_image_and_its_flips(fixture_dataset, tmp_path,
                                                                views):
@@ -361,9 +370,10 @@ def test_training_with_flip_average_and_a_teacher_exports_the_averaged_model(
     report = train.main(["--data", str(fixture_dataset), "--output", str(tmp_path),
                          "--weights", "none", "--epochs", "1", "--fine-tune-epochs", "0",
                          "--image-size", "32", "--batch-size", "8", "--flip-average", "flips",
-                         "--teacher", teacher, "--teacher-views", "8"])
+                         "--teacher", teacher, "--teacher-views", "8", "--joint-rate", "0.3"])
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["flip_average"] == "flips" and "upside-down" in card["output"]
+    assert card["joint_rate"] == 0.3
     shipped = json.loads((Path(teacher) / "model_card.json").read_text())
     assert card["teachers"]["models"] == [{"model": teacher,
                                            "tflite_sha256": shipped["tflite_sha256"]}]

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from crackscan.labels import CLASS_NAMES
 from training import tfrecords
+from training.joints import RandomJoints
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Per (source, class) stream; the shards are already in hash order, i.e. shuffled.
@@ -62,11 +63,15 @@ def shard_files(data_dir: str, split: str) -> list[str]:
     return files
 
 
-def augmenter(seed: int) -> keras.Sequential:
+def augmenter(seed: int, joint_rate: float = 0.0) -> keras.Sequential:
     """What changes between drone photos of one crack: direction, distance, focus, light,
-    camera colour. None of it changes the label: a crack stays in the window's central half
-    under a zoom of at most 20%, and the blur is kept below erasing a hairline."""
+    camera colour; with ``joint_rate``, straight joints drawn first (:mod:`training.joints`),
+    so that they are turned, blurred and coloured with the rest. None of it changes the
+    label: a crack stays in the window's central half under a zoom of at most 20%, and the
+    blur is kept below erasing a hairline."""
+    joints = [RandomJoints(joint_rate, seed=seed + 5)] if joint_rate else []
     return keras.Sequential([
+        *joints,
         keras.layers.RandomFlip("horizontal_and_vertical", seed=seed),
         keras.layers.RandomRotation(0.5, fill_mode="reflect", seed=seed + 1),
         keras.layers.RandomZoom((-0.2, 0.2), fill_mode="reflect", seed=seed + 2),
@@ -132,10 +137,11 @@ def soft_targets(teacher: dict[str, float], teacher_weight: float):
 
 def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int,
                    source_weights: dict[str, float] | None = None,
-                   teacher: dict[str, float] | None = None, teacher_weight: float = 0.5
-                   ) -> tf.data.Dataset:
-    """Endless augmented training batches, balanced over sources and classes; with a
-    ``teacher`` (window sha256 -> crack probability) the labels are :func:`soft_targets`."""
+                   teacher: dict[str, float] | None = None, teacher_weight: float = 0.5,
+                   joint_rate: float = 0.0) -> tf.data.Dataset:
+    """Endless augmented training batches (:func:`augmenter`), balanced over sources and
+    classes; with a ``teacher`` (window sha256 -> crack probability) the labels are
+    :func:`soft_targets`."""
     counts = read_manifest(data_dir)["counts_by_source"]["train"]
     parsed = _parsed(data_dir, "train")
     streams, weights = [], []
@@ -149,7 +155,7 @@ def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int,
     target = (soft_targets(teacher, teacher_weight) if teacher is not None
               else lambda e: tf.cast(e["image/label"], tf.int32))
     ds = ds.map(lambda e: (_pixels(e, image_size), target(e)), num_parallel_calls=AUTOTUNE)
-    augment = augmenter(seed)
+    augment = augmenter(seed, joint_rate)
     # One batch at a time: each call draws its random transforms from the layers' seed
     # state, and parallel calls would race for it, so the same seed would augment
     # differently from run to run. The ops inside use every core instead: tf.data runs a
@@ -207,18 +213,19 @@ def window_hashes(data_dir: str, split: str) -> list[str]:
 def dataset(data_dir: str, split: str, image_size: int, batch_size: int,
             training: bool = False, seed: int = 0, with_meta: bool = False,
             whole_photos: bool = False, source_weights: dict[str, float] | None = None,
-            teacher: dict[str, float] | None = None, teacher_weight: float = 0.5
-            ) -> tf.data.Dataset:
+            teacher: dict[str, float] | None = None, teacher_weight: float = 0.5,
+            joint_rate: float = 0.0) -> tf.data.Dataset:
     """Batches of (float 0-255 RGB images, labels), in file order unless ``training``.
 
     ``training`` gives :func:`balanced_train`'s endless batches (``source_weights`` as in
-    :func:`stream_weights`, ``teacher`` as in :func:`soft_targets`). ``with_meta`` adds a dict
+    :func:`stream_weights`, ``teacher`` as in :func:`soft_targets`, ``joint_rate`` as in
+    :func:`augmenter`). ``with_meta`` adds a dict
     of source, sha256, photo and label per example; ``whole_photos`` keeps the windows the
     labelling rule left out (label -1), so that photos can be judged whole.
     """
     if training:
         return balanced_train(data_dir, image_size, batch_size, seed, source_weights,
-                              teacher, teacher_weight)
+                              teacher, teacher_weight, joint_rate)
     ds = _parsed(data_dir, split)
     if not whole_photos:
         ds = ds.filter(lambda e: e["image/label"] >= 0)

@@ -86,7 +86,8 @@ def save_plots(output: str, args: argparse.Namespace, stages: dict, test: evalua
                                     class_names, posixpath.join(plot_dir, "confusion_matrix.png")),
              plots.by_source(by_source, posixpath.join(plot_dir, "test_by_source.png"))]
     images, labels = next(iter(input_pipeline.dataset(
-        args.data, "train", args.image_size, 16, training=True, seed=args.seed)))
+        args.data, "train", args.image_size, 16, training=True, seed=args.seed,
+        joint_rate=args.joint_rate)))
     paths.append(plots.image_grid(images.numpy(), [class_names[i] for i in labels.numpy()],
                                   posixpath.join(plot_dir, "augmented_samples.png"),
                                   title="training inputs after augmentation"))
@@ -161,7 +162,8 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     train_ds = input_pipeline.dataset(args.data, "train", args.image_size, args.batch_size,
                                       training=True, seed=args.seed,
                                       source_weights=source_weights, teacher=teacher,
-                                      teacher_weight=args.teacher_weight)
+                                      teacher_weight=args.teacher_weight,
+                                      joint_rate=args.joint_rate)
     steps = args.steps_per_epoch or max(1, manifest["counts"]["train"]["total"]
                                         // args.batch_size)
     val_ds = input_pipeline.balanced_validation(args.data, "val", args.image_size,
@@ -240,6 +242,7 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
             if args.flip_average else ""),
         "flip_average": args.flip_average,
         "ema_momentum": args.ema_momentum,
+        "joint_rate": args.joint_rate,
         "teachers": ({"models": taught_by,
                       "weight": args.teacher_weight,
                       "views": args.teacher_views,
@@ -341,8 +344,8 @@ def ema_momentum(text: str) -> float:
     return value
 
 
-def teacher_weight(text: str) -> float:
-    """A share from 0 to 1, for ``--teacher-weight``."""
+def share(text: str) -> float:
+    """A share from 0 to 1, for ``--teacher-weight`` and ``--joint-rate``."""
     try:
         value = float(text)
     except ValueError:
@@ -398,7 +401,7 @@ def parser() -> argparse.ArgumentParser:
                    help="an exported model folder (its model.tflite) to distil: the training "
                         "targets blend each window's label with the teachers' mean crack "
                         "probability; repeatable (default: labels only)")
-    p.add_argument("--teacher-weight", type=teacher_weight, default=0.5, metavar="W",
+    p.add_argument("--teacher-weight", type=share, default=0.5, metavar="W",
                    help="share of each training target taken from the teachers, 0 to 1 "
                         "(default: 0.5)")
     p.add_argument("--teacher-views", type=int, choices=teachers.VIEWS, default=1,
@@ -411,6 +414,10 @@ def parser() -> argparse.ArgumentParser:
                         "(flips), and averages them; the threshold and every figure are "
                         "measured on that average (two or four times the inference time "
                         "per tile; default: one pass)")
+    p.add_argument("--joint-rate", type=share, default=0.0, metavar="R",
+                   help="share of training windows, cracked or intact, into which straight "
+                        "joints (formwork, panel and tile joints) are drawn without changing "
+                        "the label, 0 to 1 (default: 0)")
     p.add_argument("--int8", action="store_true",
                    help="also model_int8.tflite (calibrated on the train split, float layers "
                         "chosen on val), listed in the card only if, on every source's test "
