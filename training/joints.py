@@ -20,8 +20,8 @@ class RandomJoints(keras.layers.Layer):
     """Draws, into a share ``rate`` of a batch's 0-255 RGB images, one family of parallel
     straight grooves (a second family across it, making a grid, in ``grid_rate`` of those):
     each darker than the surface by 15-60%, 2-8 px wide with edges 0.5-2 px soft, 40-220 px
-    apart at any angle, with a lit edge on one side half of the time. Spacing at most the image side keeps at
-    least one joint in the picture. Identity outside training."""
+    apart at any angle, with a lit edge on one side half of the time. Spacing at most the
+    image side keeps at least one joint in the picture. Identity outside training."""
 
     def __init__(self, rate: float, grid_rate: float = 0.3, seed: int | None = None,
                  **kwargs):
