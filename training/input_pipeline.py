@@ -219,9 +219,9 @@ def dataset(data_dir: str, split: str, image_size: int, batch_size: int,
 
     ``training`` gives :func:`balanced_train`'s endless batches (``source_weights`` as in
     :func:`stream_weights`, ``teacher`` as in :func:`soft_targets`, ``joint_rate`` as in
-    :func:`augmenter`). ``with_meta`` adds a dict
-    of source, sha256, photo and label per example; ``whole_photos`` keeps the windows the
-    labelling rule left out (label -1), so that photos can be judged whole.
+    :func:`augmenter`). ``with_meta`` adds a dict of source, sha256, photo and label per
+    example; ``whole_photos`` keeps the windows the labelling rule left out (label -1), so
+    that photos can be judged whole.
     """
     if training:
         return balanced_train(data_dir, image_size, batch_size, seed, source_weights,
