@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from training import input_pipeline
-from training.joints import RandomJoints
+from training.joints import RandomJoints, running_bond
 
 
 def flat(count: int, side: int = 96, value: float = 128.0) -> np.ndarray:
@@ -67,3 +67,57 @@ def test_training_batches_keep_their_labels_under_joints(fixture_dataset):
     joint_images, joint_labels = first_batch(1.0)
     np.testing.assert_array_equal(joint_labels, plain_labels)
     assert not np.allclose(joint_images, plain_images)
+
+
+def test_joints_are_drawn_only_into_eligible_images():
+    images = flat(64, side=224)
+    eligible = np.arange(64) % 2
+    drawn = np.asarray(RandomJoints(1.0, seed=3)(images, training=True, eligible=eligible))
+    changed = np.any(drawn != images, axis=(1, 2, 3))
+    np.testing.assert_array_equal(changed, eligible.astype(bool))
+
+
+def test_a_running_bond_staggers_the_cross_joints_from_course_to_course():
+    """Brickwork: bed joints along rows 50 px apart, cross joints 120 px apart; in a bond the
+    cross joints of one course sit half a brick (60 px) from those of the next."""
+    rows = np.arange(200, dtype=np.float32).reshape(1, -1, 1)
+    cols = np.arange(240, dtype=np.float32).reshape(1, 1, -1)
+    angle = np.full((1, 1, 1), np.pi / 2, np.float32)  # bed joints run along the rows
+
+    def cross_joint_centres(bonded: float) -> np.ndarray:
+        offset = running_bond(rows, cols, angle, 50.0, 0.0, 10.0, 120.0, bonded)
+        groove, _ = RandomJoints._grooves(None, rows, cols, angle + np.pi / 2, 120.0,
+                                          offset, 4.0, 0.5, 0.0)
+        groove = np.asarray(groove)[0]
+        centres = []
+        for row in (25, 75, 125):  # the middle of three courses
+            dark = np.nonzero(groove[row] > 0.5)[0]
+            centres.append([run.mean() for run in np.split(dark, np.nonzero(
+                np.diff(dark) > 1)[0] + 1)])
+        return np.array(centres)
+
+    square, bonded = cross_joint_centres(0.0), cross_joint_centres(1.0)
+    np.testing.assert_allclose(square, [[110, 230]] * 3, atol=1)
+    np.testing.assert_allclose(bonded, [[110, 230], [50, 170], [110, 230]], atol=1)
+
+
+def test_intact_only_joints_leave_cracked_windows_untouched(fixture_dataset):
+    """The same seed samples the same windows: with joints drawn into intact windows only,
+    every cracked window of the batch is exactly as without joints, and intact ones change."""
+    def first_batch(joints_into: str):
+        images, labels = next(iter(input_pipeline.dataset(
+            str(fixture_dataset), "train", 224, 16, training=True, seed=5, joint_rate=1.0,
+            joints_into=joints_into)))
+        return images.numpy(), labels.numpy()
+
+    plain_images, plain_labels = next(iter(input_pipeline.dataset(
+        str(fixture_dataset), "train", 224, 16, training=True, seed=5)))
+    images, labels = first_batch("intact")
+    np.testing.assert_array_equal(labels, plain_labels.numpy())
+    cracked = labels == 1
+    assert cracked.any() and (~cracked).any()
+    np.testing.assert_allclose(images[cracked], plain_images.numpy()[cracked], atol=1e-4)
+    changed = np.any(np.abs(images - plain_images.numpy()) > 1e-3, axis=(1, 2, 3))
+    assert changed[~cracked].all()
+    with pytest.raises(ValueError, match="joints_into"):
+        input_pipeline.augmenter(1, 0.3, "cracked")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from typing import Callable
 
 import keras
 import tensorflow as tf
@@ -63,15 +64,25 @@ def shard_files(data_dir: str, split: str) -> list[str]:
     return files
 
 
-def augmenter(seed: int, joint_rate: float = 0.0) -> keras.Sequential:
+JOINTS_INTO = ("all", "intact")
+
+
+def augmenter(seed: int, joint_rate: float = 0.0, joints_into: str = "all"
+              ) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
     """What changes between drone photos of one crack: direction, distance, focus, light,
     camera colour; with ``joint_rate``, straight joints drawn first (:mod:`training.joints`),
     so that they are turned, blurred and coloured with the rest. None of it changes the
     label: a crack stays in the window's central half under a zoom of at most 20%, and the
-    blur is kept below erasing a hairline."""
-    joints = [RandomJoints(joint_rate, seed=seed + 5)] if joint_rate else []
-    return keras.Sequential([
-        *joints,
+    blur is kept below erasing a hairline.
+
+    ``joints_into="intact"`` draws joints into intact windows only: drawn into cracked
+    windows as well, they taught the model that a joint beside a crack is still a crack,
+    and lowered the threshold until the drone sources' intact windows fired. The returned
+    function takes a batch of images and their hard labels (0 intact, 1 cracked)."""
+    if joints_into not in JOINTS_INTO:
+        raise ValueError(f"joints_into {joints_into!r}: choose one of {', '.join(JOINTS_INTO)}")
+    joints = RandomJoints(joint_rate, seed=seed + 5) if joint_rate else None
+    camera = keras.Sequential([
         keras.layers.RandomFlip("horizontal_and_vertical", seed=seed),
         keras.layers.RandomRotation(0.5, fill_mode="reflect", seed=seed + 1),
         keras.layers.RandomZoom((-0.2, 0.2), fill_mode="reflect", seed=seed + 2),
@@ -79,6 +90,15 @@ def augmenter(seed: int, joint_rate: float = 0.0) -> keras.Sequential:
         keras.layers.RandomColorJitter(brightness_factor=0.2, contrast_factor=0.3,
                                        saturation_factor=(0.3, 0.7), seed=seed + 4),
     ], name="augmentation")
+
+    def augment(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        if joints is not None:
+            eligible = (tf.cast(tf.equal(labels, 0), images.dtype) if joints_into == "intact"
+                        else None)
+            images = joints(images, training=True, eligible=eligible)
+        return camera(images, training=True)
+
+    return augment
 
 
 def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -138,7 +158,7 @@ def soft_targets(teacher: dict[str, float], teacher_weight: float):
 def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int,
                    source_weights: dict[str, float] | None = None,
                    teacher: dict[str, float] | None = None, teacher_weight: float = 0.5,
-                   joint_rate: float = 0.0) -> tf.data.Dataset:
+                   joint_rate: float = 0.0, joints_into: str = "all") -> tf.data.Dataset:
     """Endless augmented training batches (:func:`augmenter`), balanced over sources and
     classes; with a ``teacher`` (window sha256 -> crack probability) the labels are
     :func:`soft_targets`."""
@@ -154,15 +174,16 @@ def balanced_train(data_dir: str, image_size: int, batch_size: int, seed: int,
     ds = tf.data.Dataset.sample_from_datasets(streams, weights, seed=seed)
     target = (soft_targets(teacher, teacher_weight) if teacher is not None
               else lambda e: tf.cast(e["image/label"], tf.int32))
-    ds = ds.map(lambda e: (_pixels(e, image_size), target(e)), num_parallel_calls=AUTOTUNE)
-    augment = augmenter(seed, joint_rate)
+    ds = ds.map(lambda e: (_pixels(e, image_size), target(e),
+                           tf.cast(e["image/label"], tf.int32)), num_parallel_calls=AUTOTUNE)
+    augment = augmenter(seed, joint_rate, joints_into)
     # One batch at a time: each call draws its random transforms from the layers' seed
     # state, and parallel calls would race for it, so the same seed would augment
     # differently from run to run. The ops inside use every core instead: tf.data runs a
     # map's ops on one thread unless told otherwise, which holds augmentation to about
     # half its rate on 2 cores (bench/README.md, section 4).
     ds = ds.batch(batch_size, drop_remainder=True).map(
-        lambda x, y: (augment(x, training=True), y))
+        lambda x, y, label: (augment(x, label), y))
     options = tf.data.Options()
     options.threading.max_intra_op_parallelism = 0
     return ds.prefetch(AUTOTUNE).with_options(options)
@@ -214,18 +235,18 @@ def dataset(data_dir: str, split: str, image_size: int, batch_size: int,
             training: bool = False, seed: int = 0, with_meta: bool = False,
             whole_photos: bool = False, source_weights: dict[str, float] | None = None,
             teacher: dict[str, float] | None = None, teacher_weight: float = 0.5,
-            joint_rate: float = 0.0) -> tf.data.Dataset:
+            joint_rate: float = 0.0, joints_into: str = "all") -> tf.data.Dataset:
     """Batches of (float 0-255 RGB images, labels), in file order unless ``training``.
 
     ``training`` gives :func:`balanced_train`'s endless batches (``source_weights`` as in
-    :func:`stream_weights`, ``teacher`` as in :func:`soft_targets`, ``joint_rate`` as in
-    :func:`augmenter`). ``with_meta`` adds a dict of source, sha256, photo and label per
+    :func:`stream_weights`, ``teacher`` as in :func:`soft_targets`, ``joint_rate`` and
+    ``joints_into`` as in :func:`augmenter`). ``with_meta`` adds a dict of source, sha256, photo and label per
     example; ``whole_photos`` keeps the windows the labelling rule left out (label -1), so
     that photos can be judged whole.
     """
     if training:
         return balanced_train(data_dir, image_size, batch_size, seed, source_weights,
-                              teacher, teacher_weight, joint_rate)
+                              teacher, teacher_weight, joint_rate, joints_into)
     ds = _parsed(data_dir, split)
     if not whole_photos:
         ds = ds.filter(lambda e: e["image/label"] >= 0)

@@ -87,7 +87,7 @@ def save_plots(output: str, args: argparse.Namespace, stages: dict, test: evalua
              plots.by_source(by_source, posixpath.join(plot_dir, "test_by_source.png"))]
     images, labels = next(iter(input_pipeline.dataset(
         args.data, "train", args.image_size, 16, training=True, seed=args.seed,
-        joint_rate=args.joint_rate)))
+        joint_rate=args.joint_rate, joints_into=args.joints_into)))
     paths.append(plots.image_grid(images.numpy(), [class_names[i] for i in labels.numpy()],
                                   posixpath.join(plot_dir, "augmented_samples.png"),
                                   title="training inputs after augmentation"))
@@ -163,7 +163,8 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
                                       training=True, seed=args.seed,
                                       source_weights=source_weights, teacher=teacher,
                                       teacher_weight=args.teacher_weight,
-                                      joint_rate=args.joint_rate)
+                                      joint_rate=args.joint_rate,
+                                      joints_into=args.joints_into)
     steps = args.steps_per_epoch or max(1, manifest["counts"]["train"]["total"]
                                         // args.batch_size)
     val_ds = input_pipeline.balanced_validation(args.data, "val", args.image_size,
@@ -243,6 +244,7 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
         "flip_average": args.flip_average,
         "ema_momentum": args.ema_momentum,
         "joint_rate": args.joint_rate,
+        "joints_into": args.joints_into if args.joint_rate else None,
         "teachers": ({"models": taught_by,
                       "weight": args.teacher_weight,
                       "views": args.teacher_views,
@@ -418,6 +420,10 @@ def parser() -> argparse.ArgumentParser:
                    help="share of training windows, cracked or intact, into which straight "
                         "joints (formwork, panel and tile joints) are drawn without changing "
                         "the label, 0 to 1 (default: 0)")
+    p.add_argument("--joints-into", choices=input_pipeline.JOINTS_INTO, default="all",
+                   help="which training windows --joint-rate draws joints into: all of "
+                        "them, or intact ones only, so that a joint is learnt as a sign of "
+                        "an intact surface rather than as noise (default: all)")
     p.add_argument("--int8", action="store_true",
                    help="also model_int8.tflite (calibrated on the train split, float layers "
                         "chosen on val), listed in the card only if, on every source's test "
