@@ -244,3 +244,67 @@ def test_validation_loss_weighs_every_source_and_class_as_training_samples_them(
     assert len(shares) >= 3 and sums.keys() == shares.keys()
     for stream, share in shares.items():
         assert sums[stream] == pytest.approx(share * len(weights), rel=1e-5), stream
+
+
+def test_the_largest_clear_square_keeps_its_margin_from_every_crack_pixel():
+    mask = np.zeros((200, 300), np.uint8)
+    mask[:, 100] = 255  # a crack down column 100: the clear side starts 17 px right of it
+    assert windows.largest_clear_square(mask, margin=16) == (0, 117, 183)
+    mask[150, 250] = 255  # a crack speck in the clear side bounds the square anew
+    top, left, side = windows.largest_clear_square(mask, margin=16)
+    rows, cols = np.nonzero(mask >= windows.CRACK_MIN)
+    square_rows, square_cols = np.mgrid[top:top + side, left:left + side]
+    gaps = np.hypot(square_rows.reshape(-1, 1) - rows, square_cols.reshape(-1, 1) - cols)
+    assert gaps.min() > 16 and side >= 120
+    assert windows.largest_clear_square(np.zeros((50, 50), np.uint8)) is None  # no crack
+    assert windows.largest_clear_square(np.full((50, 50), 255, np.uint8)) is None
+
+
+def test_clear_crops_add_one_intact_window_to_photos_without_one(field_photos, tmp_path):
+    """The 160 px pavement photos each have one window, cracked: with --clear-crops each
+    whose clear square is big enough adds one Negative, the crack-free pavement scaled to a
+    tile; the 256 px deck tiles that already give a Negative window add nothing."""
+    source = mask_source(tmp_path / "field", field_photos)
+    plain_manifest = build_dataset.build([f"field={source}"], str(tmp_path / "plain"))
+    manifest = build_dataset.build([f"field={source}"], str(tmp_path / "crops"),
+                                   clear_crops=True)
+    plain, cropped = read_records(tmp_path / "plain"), read_records(tmp_path / "crops")
+    assert len(cropped) > len(plain)
+    assert "scaled to a tile" in manifest["options"]["window_rule"]
+    assert "scaled to a tile" not in plain_manifest["options"]["window_rule"]
+    by_photo: dict[bytes, list[dict]] = {}
+    for row in cropped:
+        by_photo.setdefault(row["uri"], []).append(row)
+    for uri, rows in by_photo.items():
+        before = [r for r in plain if r["uri"] == uri]
+        if any(r["label"] == NEGATIVE for r in before):
+            assert len(rows) == len(before)
+            continue
+        new = [r for r in rows if r["label"] == NEGATIVE]
+        assert len(rows) - len(before) == len(new) <= 1
+        for row in new:
+            image = Image.open(uri.decode()).convert("RGB")
+            mask = np.asarray(Image.open(uri.decode().replace("/images/", "/masks/")
+                                         .replace(".jpg", ".png")))
+            plan = plan_tiles(image.width, image.height, SIZE, default_stride(SIZE), 10**8)
+            crop = windows.clear_crop(plan, np.asarray(image), mask, len(before))
+            pixels = tfrecords.decode_pixels(tf.constant(row["encoded"]), tf.constant(b"png"))
+            assert pixels.shape == (SIZE, SIZE, 3)
+            assert np.array_equal(pixels.numpy(), crop.pixels)
+            x0, y0, x1, y1 = (int(v) for v in row["box"])
+            assert (mask[y0:y1, x0:x1] >= windows.CRACK_MIN).sum() == 0
+
+
+def test_a_class_folder_sources_own_manifest_and_description_are_not_rejected(
+        fixture_concrete_dir, tmp_path):
+    source = tmp_path / "decks"
+    shutil.copytree(fixture_concrete_dir, source)
+    names = sorted(p.stem for p in source.rglob("*.jpg"))
+    (source / "manifest.csv").write_text("name,group\n" + "".join(
+        f"{name},deck\n" for name in names))
+    (source / "SOURCE.md").write_text("- Licence: CC BY 4.0\n")
+    (source / "Negative" / "notes.txt").write_text("not an image")
+    manifest = build_dataset.build([str(source)], str(tmp_path / "out"))
+    assert [e["uri"] for e in manifest["errors"]] == [str(source / "Negative" / "notes.txt")]
+    assert manifest["sources"][0]["licence"] == "CC BY 4.0"
+    assert manifest["groups"]["largest_group"] == len(names)

@@ -38,8 +38,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from crackscan import cli, decode, sources
-from crackscan.labels import CLASS_NAMES, EXCLUDED
+from crackscan import cli, decode, sources, verbosity
+from crackscan.labels import CLASS_NAMES, EXCLUDED, NEGATIVE
 from crackscan.model_card import join
 from crackscan.tiles import TilingError, default_stride, plan_tiles
 from training import near_copies, tfrecords, windows
@@ -47,6 +47,8 @@ from training import near_copies, tfrecords, windows
 SPLITS = ("train", "val", "test")
 DEFAULT_TILE_SIZE = 224
 MASK_SUFFIX = ".png"
+# A source's own description, read by the build (groups, licence), not examples to label.
+SOURCE_FILES = ("manifest.csv", "SOURCE.md")
 FOLDER, MASKS = "class folders", "masks"
 log = logging.getLogger("crackscan.build_dataset")
 
@@ -138,8 +140,11 @@ def folder_photos(source: Source, max_pixels: int, errors: list[dict]) -> Iterat
     ``manifest.csv`` may group images by name as for mask sources (tiles exported for review
     from one photo overlap, and near-copy hashing does not join all of them)."""
     groups = _manifest_groups(source)
+    own_files = {sources.file_uri(join(source.path, name)) for name in SOURCE_FILES}
     for item in tqdm(sources.iter_items(source.path), desc=f"reading {source.name}",
                      unit=" files", disable=None, file=sys.stderr):
+        if item.uri in own_files:
+            continue
         label_name = class_of(item.uri)
         if item.data is None:
             errors.append({"uri": item.uri, "stage": item.stage, "error": item.error})
@@ -178,9 +183,10 @@ def _stem(path: str) -> str:
 
 
 def mask_photos(source: Source, tile_size: int, stride: int, max_pixels: int,
-                errors: list[dict]) -> Iterator[Photo]:
-    """The windows of every photo of a mask source; a photo whose mask is missing, not a
-    mask or of another size is reported and skipped."""
+                errors: list[dict], clear_crops: bool = False) -> Iterator[Photo]:
+    """The windows of every photo of a mask source (with ``clear_crops``, a photo without a
+    Negative window adds its clear crop, :func:`training.windows.clear_crop`); a photo
+    whose mask is missing, not a mask or of another size is reported and skipped."""
     masks = {_stem(path): path for path in _listing(join(source.path, "masks/"))}
     groups = _manifest_groups(source)
     for path in tqdm(sources.expand(join(source.path, "images/")),
@@ -210,15 +216,18 @@ def mask_photos(source: Source, tile_size: int, stride: int, max_pixels: int,
             errors.append({"uri": uri, "stage": "tile", "error": str(exc)})
             continue
         sha = hashlib.sha256(data).hexdigest()
+        cut = list(windows.windows(plan, rgb, mask))
+        if clear_crops and not any(w.label == NEGATIVE for w in cut):
+            crop = windows.clear_crop(plan, rgb, mask, len(cut))
+            cut += [crop] if crop is not None else []
         examples = [_example(windows.encode_png(w.pixels), "png", w.label, uri, source.name,
-                             w.box, sha, w.hard_negative)
-                    for w in windows.windows(plan, rgb, mask)]
+                             w.box, sha, w.hard_negative) for w in cut]
         yield Photo(uri, source.name, sha, near_copies.perceptual_hashes(rgb), examples,
                     f"{source.name}/{groups[stem]}" if stem in groups else None)
 
 
-def collect(source_list: list[Source], tile_size: int, stride: int, max_pixels: int
-            ) -> tuple[list[Photo], list[dict], list[dict]]:
+def collect(source_list: list[Source], tile_size: int, stride: int, max_pixels: int,
+            clear_crops: bool = False) -> tuple[list[Photo], list[dict], list[dict]]:
     """Every distinct photo of every source, the rejected inputs and the duplicates."""
     errors: list[dict] = []
     by_sha: dict[str, list[Photo]] = defaultdict(list)
@@ -227,7 +236,7 @@ def collect(source_list: list[Source], tile_size: int, stride: int, max_pixels: 
         # source of drone maps takes minutes.
         log.info("source %s: reading %s (%s)", source.name, source.path, source.kind)
         started, read, windows_read, skipped = time.monotonic(), 0, 0, len(errors)
-        photos = (mask_photos(source, tile_size, stride, max_pixels, errors)
+        photos = (mask_photos(source, tile_size, stride, max_pixels, errors, clear_crops)
                   if source.kind == MASKS else folder_photos(source, max_pixels, errors))
         for photo in photos:
             by_sha[photo.sha256].append(photo)
@@ -364,8 +373,8 @@ def _counts(examples: list[dict]) -> dict[str, Any]:
 def build(source: str | list[str], output: str, shards: int = 4, val_fraction: float = 0.1,
           test_fraction: float = 0.1, max_pixels: int = decode.DEFAULT_MAX_PIXELS,
           tile_size: int = DEFAULT_TILE_SIZE, tile_stride: int | None = None,
-          licences: dict[str, str] | None = None, command: str | None = None
-          ) -> dict[str, Any]:
+          licences: dict[str, str] | None = None, command: str | None = None,
+          clear_crops: bool = False) -> dict[str, Any]:
     """Build the data set and return its manifest (also written to ``output``).
 
     Windows a mask rule leaves out are not trained on, but the val and test splits keep
@@ -384,7 +393,8 @@ def build(source: str | list[str], output: str, shards: int = 4, val_fraction: f
         raise BuildError(f"--licence names {unknown}, which no --source is called")
     source_list = [dataclasses.replace(s, licence=(licences or {}).get(s.name, s.licence))
                    for s in source_list]
-    photos, errors, duplicates = collect(source_list, tile_size, stride, max_pixels)
+    photos, errors, duplicates = collect(source_list, tile_size, stride, max_pixels,
+                                         clear_crops)
     for src in source_list:
         if not any(p.source == src.name for p in photos):
             layout = (f"inside {list(CLASS_NAMES)} folders" if src.kind == FOLDER
@@ -411,7 +421,12 @@ def build(source: str | list[str], output: str, shards: int = 4, val_fraction: f
                     "tile_size": tile_size, "tile_stride": stride,
                     "window_rule": f"Positive: crack in the central half; Negative: no crack "
                                    f"within {windows.DEFAULT_MARGIN} px of the window; "
-                                   f"otherwise excluded; joint-only Negatives are hard",
+                                   f"otherwise excluded; joint-only Negatives are hard"
+                                   + (f"; a photo without a Negative window adds the largest "
+                                      f"square no crack comes within "
+                                      f"{windows.CLEAR_MARGIN} px of, if at least "
+                                      f"{windows.MIN_CLEAR_SIDE} px, scaled to a tile"
+                                      if clear_crops else ""),
                     "split_rule": "per near-copy group, per source: groups in order of their "
                                   "first photo's sha256, each taking the split where the "
                                   "middle of its labelled examples falls"},
@@ -460,6 +475,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-stride", type=int,
                    help="largest distance between windows (default: 3/4 of the tile, as "
                         "the scorer)")
+    p.add_argument("--clear-crops", action="store_true",
+                   help="a mask source's photo that gives no intact window (a brick patch "
+                        "with a crack across it) gives the largest square no crack comes "
+                        f"within {windows.CLEAR_MARGIN} px of, scaled to a tile, as an intact "
+                        "example")
     return p
 
 
@@ -469,13 +489,13 @@ def main(argv: list[str] | None = None) -> None:
     licences = dict(text.partition("=")[::2] for text in args.licence)
     if any(not name or not text for name, text in licences.items()):
         p.error("--licence takes NAME=TEXT")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    verbosity.configure(argv)
     command = "python -m training.build_dataset " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     with cli.one_line_errors("training.build_dataset", BuildError, sources.SourceError):
         manifest = build(args.source, args.output, args.shards, args.val_fraction,
                          args.test_fraction, args.max_pixels, args.tile_size,
-                         args.tile_stride, licences, command)
+                         args.tile_stride, licences, command, args.clear_crops)
     counts = manifest["counts"]
     for split in SPLITS:
         print(f"{split:>5}: {counts[split]['total']:6d} examples  "

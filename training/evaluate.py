@@ -24,9 +24,9 @@ from crackscan.labels import CLASS_NAMES, NEGATIVE, POSITIVE
 from crackscan.verdict import photo_probability
 
 MAX_TILES_NEEDED = 5
-# What an inspection team tolerates: beyond one intact surface in ten flagged, a source's
-# verdicts are ignored in practice, whatever its recall.
-MAX_FALSE_ALARM_RATE = 0.10
+# What an inspection team tolerates: beyond about one intact surface in twelve flagged, a
+# source's verdicts are ignored in practice, whatever its recall.
+MAX_FALSE_ALARM_RATE = 0.08
 
 
 @dataclass

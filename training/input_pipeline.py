@@ -240,9 +240,9 @@ def dataset(data_dir: str, split: str, image_size: int, batch_size: int,
 
     ``training`` gives :func:`balanced_train`'s endless batches (``source_weights`` as in
     :func:`stream_weights`, ``teacher`` as in :func:`soft_targets`, ``joint_rate`` and
-    ``joints_into`` as in :func:`augmenter`). ``with_meta`` adds a dict of source, sha256, photo and label per
-    example; ``whole_photos`` keeps the windows the labelling rule left out (label -1), so
-    that photos can be judged whole.
+    ``joints_into`` as in :func:`augmenter`). ``with_meta`` adds a dict of source, sha256,
+    photo and uri per example; ``whole_photos`` keeps the windows the labelling rule left
+    out (label -1), so that photos can be judged whole.
     """
     if training:
         return balanced_train(data_dir, image_size, batch_size, seed, source_weights,
@@ -257,7 +257,8 @@ def dataset(data_dir: str, split: str, image_size: int, batch_size: int,
         if with_meta:
             return image, label, {"source": example["image/source"],
                                   "sha256": example["image/sha256"],
-                                  "photo": example["image/photo"]}
+                                  "photo": example["image/photo"],
+                                  "uri": example["image/uri"]}
         return image, label
 
     return ds.map(load, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)

@@ -14,6 +14,10 @@ the kind of input it scores. The rule, per window of side ``S`` on the tiling ca
   noise, but stay in whole-photo evaluation, where the scorer meets them.
 - A Negative window holding joint pixels (formwork or planking joints, a crack look-alike)
   is a **hard negative** and counted as one.
+- **Clear crops** (asked for): a photo that gives no Negative window (a brick patch with a
+  crack across it) gives instead the largest square of its canvas that no crack pixel comes
+  within ``CLEAR_MARGIN`` px of, scaled to a tile: the intact surface around the crack,
+  which a crack-segmentation set otherwise never shows the model as intact.
 
 Masks are 8-bit single-channel: 0 background, 255 crack, 128 joint (values at or above
 ``CRACK_MIN`` count as crack, those between ``JOINT_MIN`` and it as joint, so a mask that was
@@ -25,6 +29,7 @@ import dataclasses
 import io
 from typing import Iterator
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -34,6 +39,8 @@ from crackscan.tiles import TilePlan
 
 CRACK_MIN, JOINT_MIN = 192, 64
 DEFAULT_MARGIN = 4
+CLEAR_MARGIN = 16  # px between a clear crop and the nearest crack pixel
+MIN_CLEAR_SIDE = 96  # px: a smaller square is mostly blur once scaled to a tile
 MASK_MODES = ("L", "1", "P")
 
 
@@ -94,3 +101,52 @@ def encode_png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def largest_clear_square(mask: np.ndarray, margin: int = CLEAR_MARGIN
+                         ) -> tuple[int, int, int] | None:
+    """``(top, left, side)`` of the largest square whose pixels all lie more than ``margin``
+    px from any crack pixel, or None when the mask has no crack (nothing to keep away from)
+    or no clear pixel. A square of side ``s`` fits where the clear area survives an
+    erosion by an ``s x s`` kernel, so the side is found by bisection over erosions."""
+    crack = mask >= CRACK_MIN
+    if not crack.any():
+        return None
+    clear = (cv2.distanceTransform((~crack).astype(np.uint8), cv2.DIST_L2, 5)
+             > margin).astype(np.uint8)
+
+    def fitting(side: int) -> np.ndarray:
+        # An even kernel's anchor is its centre, rounded down: the top-left corner of a
+        # fitting square lies side // 2 up and left of where the eroded pixel survives.
+        return cv2.erode(clear, np.ones((side, side), np.uint8), borderValue=0)
+
+    low, high = 0, min(mask.shape)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fitting(middle).any():
+            low = middle
+        else:
+            high = middle - 1
+    if low == 0:
+        return None
+    rows, cols = np.nonzero(fitting(low))
+    return int(rows[0]) - low // 2, int(cols[0]) - low // 2, low
+
+
+def clear_crop(plan: TilePlan, rgb: np.ndarray, mask: np.ndarray,
+               index: int) -> Window | None:
+    """The photo's clear crop (see the module's rule) as a Negative window numbered
+    ``index``, or None when no clear square of ``MIN_CLEAR_SIDE`` px fits."""
+    canvas = plan.canvas(rgb)
+    mask_canvas = plan.canvas(mask, mask=True)
+    square = largest_clear_square(mask_canvas)
+    if square is None or square[2] < MIN_CLEAR_SIDE:
+        return None
+    top, left, side = square
+    size = plan.tile_size
+    pixels = cv2.resize(canvas[top:top + side, left:left + side], (size, size),
+                        interpolation=cv2.INTER_LINEAR)
+    hard = bool((mask_canvas[top:top + side, left:left + side] >= JOINT_MIN).any())
+    x0, y0, _, _ = plan.box(left, top)
+    _, _, x1, y1 = plan.box(left + side - size, top + side - size)
+    return Window(index, (x0, y0, x1, y1), pixels, NEGATIVE, hard)
