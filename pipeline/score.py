@@ -40,6 +40,8 @@ from pipeline.review_export import ExportReview, existing_export
 from pipeline.bigquery_sink import WriteBigQuery, table_spec
 from pipeline.geo import GEOJSON_FILE, KML_FILE
 from pipeline.dry_run import dataflow_problems, is_dataflow, job_plan
+from pipeline.flink import FlinkSetupError
+from pipeline.flink import with_defaults as flink_defaults
 from pipeline.sinks import FORMATS, WriteJsonLines, WritePredictions
 from pipeline.run_status import REPORT_FILE, SUMMARY_FILE, unfinished_run_reason
 from pipeline.run_config import DEFAULT_REVIEW_PER_PHOTO, RunConfig
@@ -358,7 +360,7 @@ def run(argv: list[str] | None = None,
     or with ``--dry-run`` the job that would have been submitted. An argument that neither
     the job nor Beam's pipeline options understand exits with status 2 before any check."""
     args, pipeline_args = cli.parse_with_beam_options(build_parser(), argv)
-    pipeline_args = local_defaults(pipeline_args)
+    pipeline_args = flink_defaults(local_defaults(pipeline_args))
     if args.dry_run:
         return dry_run(args, PipelineOptions(pipeline_args))
     pipeline = test_pipeline or beam.Pipeline(options=PipelineOptions(pipeline_args))
@@ -377,7 +379,8 @@ def run(argv: list[str] | None = None,
 
 def main(argv: list[str] | None = None) -> None:
     logging.getLogger().setLevel(logging.INFO)
-    with cli.one_line_errors("pipeline.score", ModelCardError, sources.SourceError, SetupError):
+    with cli.one_line_errors("pipeline.score", ModelCardError, sources.SourceError, SetupError,
+                             FlinkSetupError):
         run(argv)
 
 

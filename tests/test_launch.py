@@ -26,7 +26,8 @@ NOT_A_PYTHON = "/nonexistent/python-must-not-be-reached"
 REQUIRED = {
     "local.sh": ["INPUT", "MODEL_DIR", "OUT"],
     "dataflow.sh": ["INPUT", "MODEL_DIR", "OUT", "PROJECT", "REGION", "BUCKET"],
-    "flink.sh": ["INPUT", "MODEL_DIR", "OUT", "FLINK_MASTER", "FLINK_VERSION"],
+    "flink.sh": ["INPUT", "MODEL_DIR", "OUT", "FLINK_MASTER"],
+    "flink_local.sh": ["COMMAND"],
     "nightly.sh": ["SURVEY_ROOT", "OUTPUT_ROOT", "MODEL_DIR"],
 }
 
