@@ -225,7 +225,7 @@ start() {
       "$WORKER_POOL_PORT:WORKER_POOL_PORT (worker pool)"; do
     role="${port#*:}"
     if listening "${port%%:*}"; then
-      fail "port ${port%%:*} is in use by another process: stop it, or choose another port with ${role%% *}=PORT (${role#* })"
+      fail "port ${port%%:*} is in use by another process: stop it, or choose another port with ${role%% *}=PORT ${role#* }"
     fi
   done
   beam_version >/dev/null

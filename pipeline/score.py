@@ -48,7 +48,7 @@ from pipeline.run_config import DEFAULT_REVIEW_PER_PHOTO, RunConfig
 from pipeline.summary import Summarize
 from pipeline.tiling import INFOS, TILES, DecodeAndTile
 from pipeline.tiling import ERRORS as TILING_ERRORS
-from pipeline.workers import TILES_SCORED, per_worker
+from pipeline.workers import TILES_SCORED, counted, per_worker
 
 DIRECT_RUNNERS = (None, "DirectRunner", "SwitchingDirectRunner")
 OUTPUT_NAMES = ("predictions-*", "tiles-*", "errors-*", GEOJSON_FILE, KML_FILE, SUMMARY_FILE,
@@ -333,7 +333,7 @@ def build(pipeline: beam.Pipeline, facts: RunConfig) -> None:
 def _log_counters(result: beam.runners.runner.PipelineResult) -> None:
     query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace("crackscan"))
     for counter in sorted(query["counters"], key=lambda c: c.key.metric.name):
-        logging.info("counter %s = %d", counter.key.metric.name, counter.committed)
+        logging.info("counter %s = %d", counter.key.metric.name, counted(counter))
     for worker, tiles in sorted(per_worker(result, TILES_SCORED).items()):
         logging.info("worker %s scored %d tiles", worker, tiles)
 

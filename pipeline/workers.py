@@ -12,6 +12,7 @@ import socket
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricResult
 
 NAMESPACE = "crackscan_workers"
 TILES_SCORED = "tiles_scored"
@@ -27,6 +28,15 @@ def count_here(what: str, amount: int) -> None:
     Metrics.counter(NAMESPACE, f"{what}@{worker_name()}").inc(amount)
 
 
+def counted(counter: MetricResult) -> int:
+    """A finished run's count: the committed value where the runner reports one, else the
+    attempted value, all that Beam's portable runners (Flink) may report."""
+    for value in (counter.committed, counter.attempted):
+        if value is not None:
+            return value
+    return 0
+
+
 def per_worker(result: beam.runners.runner.PipelineResult, what: str) -> dict[str, int]:
     """``{worker: count}`` of ``what`` over a finished run's workers."""
     query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE))
@@ -34,5 +44,5 @@ def per_worker(result: beam.runners.runner.PipelineResult, what: str) -> dict[st
     for counter in query["counters"]:
         name, _, worker = counter.key.metric.name.partition("@")
         if name == what:
-            counts[worker] = counts.get(worker, 0) + counter.committed
+            counts[worker] = counts.get(worker, 0) + counted(counter)
     return counts

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from crackscan import cli, model_card
+from crackscan import cli, model_card, verbosity
 from crackscan.labels import POSITIVE
 from training import (evaluate, export, export_tflite, input_pipeline, int8_export,
                       model as model_lib, plots, teachers)
@@ -435,7 +435,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     args = cli.parse_args(parser(), argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    verbosity.configure(argv)
     with cli.one_line_errors("training.train", input_pipeline.DataError, FileNotFoundError):
         report = train(args, argv)
     test = report["test"]
