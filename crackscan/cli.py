@@ -28,6 +28,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
+from crackscan import verbosity
+
 
 def version() -> str:
     try:
@@ -47,10 +49,13 @@ def program_name(module: str) -> str:
 
 def command_parser(module: str, description: str, **kwargs) -> argparse.ArgumentParser:
     """A command's parser: named as invoked, no abbreviations (a prefix of one flag must not
-    be taken for it), defaults shown in help, and ``--version``."""
+    be taken for it), defaults shown in help, ``--version`` and ``--verbose``."""
     parser = argparse.ArgumentParser(prog=program_name(module), description=description,
                                      allow_abbrev=False, **kwargs)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument(verbosity.VERBOSE_FLAG, action="store_true",
+                        help="also show the log lines of Beam, TensorFlow and LiteRT, from "
+                             "DEBUG up (default: this command's own lines and errors)")
     return parser
 
 

@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+from crackscan.native_stderr import native_info_to_debug
+
 
 class TFLiteClassifier:
     """One LiteRT interpreter: a batch of 0-255 RGB images -> class probabilities.
@@ -42,7 +44,8 @@ class TFLiteClassifier:
         shape = (len(images), *np.shape(images[0]))
         if shape != self._shape:
             self._interpreter.resize_tensor_input(self._input["index"], shape, strict=True)
-            self._interpreter.allocate_tensors()
+            with native_info_to_debug():  # the first plan announces XNNPACK on stderr
+                self._interpreter.allocate_tensors()
             self._shape = shape
         scale, zero_point = self._input["quantization"]
         if scale:

@@ -11,6 +11,7 @@ the report are.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import glob
 import logging
@@ -19,7 +20,7 @@ import shutil
 import time
 from typing import Any
 
-from crackscan import cli
+from crackscan import cli, verbosity
 from pipeline import score
 
 SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_survey")
@@ -60,13 +61,17 @@ def print_against_truth(rows: dict[str, dict[str, str]], truth: dict[str, dict[s
     return correct
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parser() -> argparse.ArgumentParser:
     parser = cli.command_parser("pipeline.demo", __doc__.split("\n\n")[0])
     parser.add_argument("--output", default="demo-output",
                         help="folder for the run's outputs; replaced on every run (default: "
                              "demo-output)")
-    args = cli.parse_args(parser, argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = cli.parse_args(parser(), argv)
+    verbosity.configure(argv, logging.WARNING)
     started = time.monotonic()
     if os.path.exists(args.output):
         shutil.rmtree(args.output)

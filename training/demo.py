@@ -17,14 +17,14 @@ with the real data set, use the commands in the README instead.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import glob
-import logging
 import os
 import shutil
 import time
 
-from crackscan import cli, synthetic
+from crackscan import cli, synthetic, verbosity
 from pipeline import score
 from training import build_dataset, train
 
@@ -48,7 +48,7 @@ def print_against_truth(scores: str, members: list[dict]) -> None:
         print(f"{member['name']:<24}{truth:>13}  {verdict}")
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parser() -> argparse.ArgumentParser:
     parser = cli.command_parser("training.demo", __doc__.split("\n\n")[0])
     parser.add_argument("--output", default="train-demo-output",
                         help="folder for everything; replaced on every run (default: "
@@ -60,8 +60,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--photos", type=int, default=6, help="survey photos to score")
     parser.add_argument("--seed", type=int, default=0)
-    args = cli.parse_args(parser, argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = cli.parse_args(parser(), argv)
+    verbosity.configure(argv)
     started = time.monotonic()
     if os.path.exists(args.output):
         shutil.rmtree(args.output)

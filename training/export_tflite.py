@@ -16,6 +16,7 @@ source's test windows; the card records the gate's figures either way.
 """
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import logging
 import os
@@ -26,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from crackscan import cli, model_card, tiles
+from crackscan import cli, model_card, tiles, verbosity
 from crackscan.decode import IMAGE_SUFFIXES
 from crackscan.tflite_model import TFLiteClassifier
 from training import input_pipeline, int8_export
@@ -118,7 +119,7 @@ def add_to_model_dir(model_dir: str, images_dir: Path, count: int = 64,
     return card
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parser() -> argparse.ArgumentParser:
     parser = cli.command_parser("training.export_tflite", __doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="model folder with model.keras")
     parser.add_argument("--images", type=Path, default=Path("../shared/data/concrete"),
@@ -132,8 +133,12 @@ def main(argv: list[str] | None = None) -> dict:
                              "source's test windows, it loses under 0.1 point of accuracy "
                              "and flips under 0.2%% of the float file's verdicts; the card "
                              "records the figures either way (default: no int8 model)")
-    args = cli.parse_args(parser, argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = cli.parse_args(parser(), argv)
+    verbosity.configure(argv)
     with cli.one_line_errors("training.export_tflite", input_pipeline.DataError,
                              model_card.ModelCardError, FileNotFoundError):
         card = add_to_model_dir(args.model, args.images, args.count, args.int8)
