@@ -140,7 +140,11 @@ def _headline(card: dict[str, Any]) -> str:
     rows.append(["**all**", _percent(card["metrics"]["test"]["accuracy"]),
                  _false_alarms(card["metrics"]["test"])])
     photos = card["photo_rule"]["test"]
-    return (_table(["source (test windows)", "accuracy", "false alarms"], rows)
+    sources = ", ".join(source["name"] for source in card["training_sources"])
+    return (f"MobileNetV2 trained on {len(card['training_sources'])} sources ({sources}); "
+            f"flip average: {card.get('flip_average') or 'none'}; threshold "
+            f"{card['threshold']:.3f}.\n\n"
+            + _table(["source (test windows)", "accuracy", "false alarms"], rows)
             + f"\nWhole test photos: {_percent(photos['recall'])} of "
               f"{photos['cracked_photos']:,} cracked photos found, "
               f"{_percent(photos['false_alarm_rate'])} of {photos['intact_photos']:,} intact "
