@@ -24,7 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from crackscan import cli, sources
+from crackscan import cli, sources, verbosity
 from crackscan.decode import DEFAULT_MAX_PIXELS
 from crackscan.model_card import ModelCard, ModelCardError, join
 from crackscan.tiles import default_stride
@@ -378,7 +378,7 @@ def run(argv: list[str] | None = None,
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.getLogger().setLevel(logging.INFO)
+    verbosity.configure(argv)
     with cli.one_line_errors("pipeline.score", ModelCardError, sources.SourceError, SetupError,
                              FlinkSetupError):
         run(argv)
