@@ -278,6 +278,13 @@ class ModelCard:
     tiles_needed: int = 1  # the card's photo rule; cards without one flag on any tile
     int8_uri: str | None = None  # the int8 file, when the card lists one that passed its gate
     int8_sha256: str | None = None
+    photo_threshold: float | None = None  # the photo rule's own, where it has one
+
+    @property
+    def photo_cutoff(self) -> float:
+        """What a photo's crack probability is held against: the photo rule's threshold,
+        chosen on photos of a survey's size, or the tile threshold on cards without one."""
+        return self.threshold if self.photo_threshold is None else self.photo_threshold
 
     @property
     def positive_index(self) -> int:
@@ -309,6 +316,13 @@ class ModelCard:
                 tiles_needed < 1:
             raise ModelCardError(f"{model_dir}: photo_rule.tiles_needed must be a positive "
                                  f"integer, got {tiles_needed!r:.40}")
+        photo_threshold = card.get("photo_rule", {}).get("photo_threshold")
+        if photo_threshold is not None and (
+                not isinstance(photo_threshold, (int, float)) or isinstance(photo_threshold, bool)
+                or not threshold <= photo_threshold <= 1.0):
+            raise ModelCardError(f"{model_dir}: photo_rule.photo_threshold must be a number "
+                                 f"from the threshold {threshold} to 1, got "
+                                 f"{photo_threshold!r:.40}")
         return cls(model_uri=join(model_dir, MODEL_FILE) if has_keras_model(model_dir)
                    else None, model_sha256=card["model_sha256"],
                    version=model_version(card), class_names=names, positive_class=positive,
@@ -318,7 +332,8 @@ class ModelCard:
                    if "tflite_file" in card else None,
                    tflite_sha256=card.get("tflite_sha256"), tiles_needed=tiles_needed,
                    int8_uri=join(model_dir, card["int8_file"]) if "int8_file" in card
-                   else None, int8_sha256=card.get("int8_sha256"))
+                   else None, int8_sha256=card.get("int8_sha256"),
+                   photo_threshold=None if photo_threshold is None else float(photo_threshold))
 
     def for_int8(self) -> "ModelCard":
         """The card as a run on the int8 file uses it. Its rows name their own model
@@ -330,5 +345,5 @@ class ModelCard:
         return photo_probability(tile_probabilities, self.tiles_needed)
 
     def label(self, crack_probability: float) -> str:
-        return (self.positive_class if crack_probability >= self.threshold
+        return (self.positive_class if crack_probability >= self.photo_cutoff
                 else self.negative_class)

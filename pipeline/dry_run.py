@@ -99,6 +99,7 @@ def job_plan(options: PipelineOptions, facts: RunConfig) -> dict[str, Any]:
         "model_dir": facts.model_dir,
         "model_version": facts.spec.version,
         "threshold": facts.spec.threshold,
+        "photo_threshold": facts.spec.photo_cutoff,
         "tile_size": facts.tile_size,
         "tile_stride": facts.tile_stride,
         "inference": facts.inference(),

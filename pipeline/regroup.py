@@ -28,18 +28,17 @@ def utc_now() -> str:
 
 def scored_image(spec: ModelCard, info: ImageInfo, scores: list[TileScore]) -> ScoredImage:
     """The verdict row of an image all of whose tiles were scored, in tile order."""
-    threshold = spec.threshold
     # The rounded probabilities decide, so anyone can recompute a label from the rows.
     crack_probability = spec.photo_probability([s.crack_probability for s in scores])
     row = {
         "uri": info.uri,
         "label": spec.label(crack_probability),
         "crack_probability": crack_probability,
-        "threshold": threshold,
+        "threshold": spec.photo_cutoff,
         "width": info.width,
         "height": info.height,
         "tiles": info.tiles,
-        "positive_tiles": sum(s.crack_probability >= threshold for s in scores),
+        "positive_tiles": sum(s.crack_probability >= spec.threshold for s in scores),
         "model_version": spec.version,
         "scored_at": utc_now(),
         "sha256": info.sha256,

@@ -292,7 +292,7 @@ def build(pipeline: beam.Pipeline, facts: RunConfig) -> None:
     """sources -> decode and tile -> model -> regroup per image -> sinks -> summary."""
     spec = facts.spec
     previous = pipeline | "ReadPrevious" >> ReadPreviousPredictions(
-        facts.reuse_from, spec.version, spec.threshold)
+        facts.reuse_from, spec.version, spec.photo_cutoff)
     read = pipeline | "ReadInputs" >> ReadInputs(list(facts.inputs), previous, facts.spread)
     tiled = read[IMAGES] | "DecodeAndTile" >> DecodeAndTile(facts.tile_size, facts.tile_stride,
                                                             facts.max_pixels)

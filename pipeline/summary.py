@@ -171,6 +171,7 @@ class WriteSummaryFn(beam.DoFn):
             "model_version": facts.spec.version,
             "model_dir": facts.model_dir,
             "threshold": facts.spec.threshold,
+            "photo_threshold": facts.spec.photo_cutoff,
             "positive_class": facts.spec.positive_class,
             "tile_size": facts.tile_size,
             "tile_stride": facts.tile_stride,

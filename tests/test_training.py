@@ -181,6 +181,48 @@ def test_photo_rule_counts_tiles_and_is_chosen_on_whole_photos():
     assert evaluate.photo_metrics(cases, 0.5, 1)["false_alarm_rate"] == 1.0
 
 
+def test_survey_size_photos_pad_cracked_photos_and_draw_intact_ones_per_source():
+    cases = [("drone", 1, np.array([0.9, 0.7])), ("drone", 0, np.array([0.1, 0.2, 0.3])),
+             ("bricks", 1, np.array([0.8]))]
+    survey = evaluate.survey_size_cases(cases, tiles=10, draws=4, seed=1)
+    drone_cracked = [p for s, t, p in survey if (s, t) == ("drone", 1)]
+    drone_intact = [p for s, t, p in survey if (s, t) == ("drone", 0)]
+    assert len(drone_cracked) == 1 and len(drone_cracked[0]) == 10
+    assert list(drone_cracked[0][:2]) == [0.9, 0.7]  # the crack's own tiles, all kept
+    assert set(drone_cracked[0][2:]) <= {0.1, 0.2, 0.3}  # padded with the source's intact
+    assert len(drone_intact) == 4 and all(len(p) == 10 for p in drone_intact)
+    assert all(set(p) <= {0.1, 0.2, 0.3} for p in drone_intact)
+    # No intact tiles of its own: the brick photo stays as it is, and no intact is invented.
+    assert [(t, list(p)) for s, t, p in survey if s == "bricks"] == [(1, [0.8])]
+
+
+def test_the_photo_rule_chosen_at_survey_size_raises_the_photo_threshold():
+    """Intact tiles fire now and then at moderate scores, cracks score high: on one-tile
+    photos the tile threshold is right, on 42-tile photos one stray tile in 42 would flag
+    nearly every intact photo, so the rule asks a higher score of a photo's best tile."""
+    rng = np.random.default_rng(0)
+    intact = [("s", 0, np.array([p])) for p in
+              np.concatenate([rng.uniform(0.0, 0.4, 480), rng.uniform(0.5, 0.7, 20)])]
+    cracked = [("s", 1, np.array([p])) for p in rng.uniform(0.85, 1.0, 100)]
+    k, photo_threshold = evaluate.choose_photo_rule(intact + cracked, 0.45)
+    assert k == 1 and 0.7 <= photo_threshold < 0.85
+    survey = evaluate.survey_size_cases(intact + cracked)
+    at_tile = evaluate.photo_metrics(survey, 0.45, 1)
+    at_photo = evaluate.photo_metrics(survey, photo_threshold, 1)
+    assert at_tile["false_alarm_rate"] > 0.7 and at_photo["false_alarm_rate"] == 0.0
+    assert at_photo["recall"] == 1.0
+
+
+def test_false_alarms_grow_with_tile_count_as_the_binomial_says():
+    cases = [("s", 0, np.array([0.9] + [0.1] * 9))]  # one intact tile in ten fires
+    growth = evaluate.false_alarms_by_tile_count(cases, 0.5, 1, counts=(1, 42))
+    assert growth["s"]["1"] == pytest.approx(0.1)
+    assert growth["s"]["42"] == pytest.approx(1 - 0.9 ** 42)
+    two = evaluate.false_alarms_by_tile_count(cases, 0.5, 2, counts=(1, 3))["s"]
+    assert two["1"] == pytest.approx(0.1)  # fewer tiles than asked for: all of them fire
+    assert two["3"] == pytest.approx(3 * 0.1 ** 2 * 0.9 + 0.1 ** 3)
+
+
 def test_photo_cases_split_a_photo_into_its_cracked_whole_and_its_intact_part():
     whole = evaluate.Predictions(np.array([0.9, 0.2, 0.3, 0.8]), np.array([1, 0, -1, 0]),
                                  ["a"] * 4, ["h1", "h2", "h3", "h4"], ["p"] * 4)

@@ -7,12 +7,16 @@ clean data many thresholds separate the classes perfectly; the one nearest 0.5 i
 surprising).
 
 A survey photo is hundreds of tiles, and one tile's false alarm would flag it. The photo
-rule asks for ``k`` tiles at or over the threshold, ``k`` chosen on whole validation photos
-(see :func:`photo_cases`); a photo's score is then its ``k``-th highest tile probability, so
-its label still follows from one number and the threshold.
+rule asks for ``k`` tiles at or over a photo threshold (the tile threshold or above); a
+photo's score is its ``k``-th highest tile probability, so its label still follows from one
+number and one threshold. Both are chosen on validation photos of a survey's tile count
+(:func:`survey_size_cases`): the field sources' photos are 1 to 9 tiles, and a rule chosen
+on them flags a 42-tile intact pavement whenever any one tile fires
+(:func:`false_alarms_by_tile_count` gives the growth).
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -24,6 +28,12 @@ from crackscan.labels import CLASS_NAMES, NEGATIVE, POSITIVE
 from crackscan.verdict import photo_probability
 
 MAX_TILES_NEEDED = 5
+# A 1,200 x 900 photo at 224 px tiles and the scorer's stride: the size the photo rule is
+# chosen at, a phone or drone photo's, not a crack set's crop.
+SURVEY_TILES = 42
+SURVEY_DRAWS = 200  # intact survey-size photos drawn per source
+TILE_COUNTS = (1, 4, 9, 42, 100, 400, 980)  # 980: a 20-megapixel photo
+MAX_PHOTO_THRESHOLDS = 200  # candidate photo thresholds tried, spread over the scores
 # What an inspection team tolerates: beyond about one intact surface in twelve flagged, a
 # source's verdicts are ignored in practice, whatever its recall.
 MAX_FALSE_ALARM_RATE = 0.08
@@ -205,17 +215,94 @@ def photo_metrics(cases: list[tuple[str, int, np.ndarray]], threshold: float,
     return result
 
 
-def choose_tiles_needed(cases: list[tuple[str, int, np.ndarray]], threshold: float) -> int:
-    """The ``k`` in 1..5 with the best balanced accuracy (mean of recall and 1 - false-alarm
-    rate, each averaged over sources so no source outvotes the others); ties to the
-    smallest ``k``, which misses the fewest cracks."""
-    def balanced(k: int) -> float:
-        scores = []
-        for figures in photo_metrics(cases, threshold, k)["by_source"].values():
-            scores += [v for v in (figures["recall"],
-                                   None if figures["false_alarm_rate"] is None
-                                   else 1 - figures["false_alarm_rate"]) if v is not None]
-        return float(np.mean(scores))
+def _balanced(cases: list[tuple[str, int, np.ndarray]], threshold: float,
+              tiles_needed: int) -> float:
+    """Photo accuracy balanced over sources and classes: each source's recall and
+    1 - false-alarm rate count alike, so no source outvotes the others."""
+    scores = []
+    for figures in photo_metrics(cases, threshold, tiles_needed)["by_source"].values():
+        scores += [v for v in (figures["recall"],
+                               None if figures["false_alarm_rate"] is None
+                               else 1 - figures["false_alarm_rate"]) if v is not None]
+    return float(np.mean(scores))
 
-    results = [balanced(k) for k in range(1, MAX_TILES_NEEDED + 1)]
+
+def choose_tiles_needed(cases: list[tuple[str, int, np.ndarray]], threshold: float) -> int:
+    """The ``k`` in 1..5 with the best :func:`_balanced` accuracy; ties to the smallest
+    ``k``, which misses the fewest cracks."""
+    results = [_balanced(cases, threshold, k) for k in range(1, MAX_TILES_NEEDED + 1)]
     return 1 + int(np.argmax(np.round(results, 9)))
+
+
+def survey_size_cases(cases: list[tuple[str, int, np.ndarray]], tiles: int = SURVEY_TILES,
+                      draws: int = SURVEY_DRAWS, seed: int = 0
+                      ) -> list[tuple[str, int, np.ndarray]]:
+    """Photos of a survey's tile count, made per source from the tiles of its small photos.
+
+    An intact photo is ``tiles`` tiles drawn (with replacement) from the source's intact
+    tiles; a cracked photo is one of its cracked photos, its own tiles all kept, with intact
+    tiles of the source added up to ``tiles``: a crack takes a few tiles of a survey photo.
+    A source without intact tiles keeps its cracked photos as they are (nothing of its own
+    to pad them with). Draws are independent: real tiles of one photo resemble each other,
+    so a real survey's false alarms can fall either side of these.
+    """
+    rng = np.random.default_rng(seed)
+    intact: dict[str, list[np.ndarray]] = defaultdict(list)
+    for source, truth, probabilities in cases:
+        if truth == NEGATIVE:
+            intact[source].append(probabilities)
+    pools = {source: np.concatenate(parts) for source, parts in intact.items()}
+    result = []
+    for source in sorted({case[0] for case in cases}):
+        pool = pools.get(source)
+        for case_source, truth, probabilities in cases:
+            if case_source == source and truth == POSITIVE:
+                pad = tiles - len(probabilities)
+                if pool is not None and pad > 0:
+                    probabilities = np.concatenate([probabilities, rng.choice(pool, pad)])
+                result.append((source, POSITIVE, probabilities))
+        if pool is not None:
+            result += [(source, NEGATIVE, rng.choice(pool, tiles)) for _ in range(draws)]
+    return result
+
+
+def choose_photo_rule(cases: list[tuple[str, int, np.ndarray]], threshold: float
+                      ) -> tuple[int, float]:
+    """``(k, photo threshold)``: the pair with the best :func:`_balanced` accuracy on
+    survey-size photos (:func:`survey_size_cases` of ``cases``), the photo threshold at or
+    above the tile threshold; ties to the smallest ``k``, then the lowest threshold, which
+    miss the fewest cracks."""
+    survey = survey_size_cases(cases)
+    scores = np.unique(np.concatenate([[threshold, 1.0], *(p for _, _, p in survey)]))
+    scores = scores[scores >= threshold]
+    above = (scores[:-1] + scores[1:]) / 2  # midpoints, as for the tile threshold
+    if len(above) > MAX_PHOTO_THRESHOLDS:
+        above = above[np.linspace(0, len(above) - 1, MAX_PHOTO_THRESHOLDS).astype(int)]
+    candidates = [threshold, *above]
+    best, best_score = (1, threshold), -1.0
+    for k in range(1, MAX_TILES_NEEDED + 1):
+        for candidate in candidates:
+            score = round(_balanced(survey, float(candidate), k), 9)
+            if score > best_score:
+                best, best_score = (k, float(candidate)), score
+    return best
+
+
+def false_alarms_by_tile_count(cases: list[tuple[str, int, np.ndarray]], threshold: float,
+                               tiles_needed: int, counts: tuple[int, ...] = TILE_COUNTS
+                               ) -> dict[str, dict[str, float]]:
+    """Per source with intact tiles, the share of intact photos of each tile count that the
+    rule flags: with ``p`` the source's share of intact tiles at or over ``threshold``, the
+    chance that at least ``tiles_needed`` of ``n`` independent tiles are (binomial)."""
+    intact: dict[str, list[np.ndarray]] = defaultdict(list)
+    for source, truth, probabilities in cases:
+        if truth == NEGATIVE:
+            intact[source].append(probabilities)
+    growth = {}
+    for source, parts in sorted(intact.items()):
+        p = float(np.mean(np.concatenate(parts) >= threshold))
+        # A photo of fewer tiles than the rule asks for needs all of them.
+        growth[source] = {str(n): 1.0 - sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i)
+                                            for i in range(min(tiles_needed, n)))
+                          for n in counts}
+    return growth

@@ -91,3 +91,23 @@ def by_source(metrics: dict[str, dict], path: str) -> str:
     axis.set_title("test windows by source")
     axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3)
     return _save(fig, path)
+
+
+def false_alarm_growth(growth: dict[str, dict[str, dict[str, float]]], path: str) -> str:
+    """Intact photos flagged against their tile count, one line per source and rule: how a
+    rule that looks safe on crops fares on a 20-megapixel survey photo."""
+    fig, axis = plt.subplots(figsize=(7, 4))
+    styles = {"rule": "-", "any_tile_at_the_tile_threshold": ":"}
+    for rule, by_source in growth.items():
+        for index, (source, rates) in enumerate(sorted(by_source.items())):
+            counts = [int(n) for n in rates]
+            axis.plot(counts, [rates[str(n)] for n in counts], styles.get(rule, "--"),
+                      color=plt.cm.tab10(index % 10), marker="o", markersize=3,
+                      label=f"{source} ({rule.replace('_', ' ')})")
+    axis.set_xscale("log")
+    axis.set_ylim(0, 1.02)
+    axis.set_xlabel("tiles in the photo")
+    axis.set_ylabel("intact photos flagged")
+    axis.set_title("false alarms by photo size (test tiles, independent draws)")
+    axis.legend(fontsize=6, loc="upper left", ncol=2)
+    return _save(fig, path)

@@ -77,14 +77,18 @@ def write_test_summary(output: str, test_metrics: dict) -> None:
 
 
 def save_plots(output: str, args: argparse.Namespace, stages: dict, test: evaluate.Predictions,
-               test_metrics: dict, by_source: dict[str, dict], class_names: list[str]
-               ) -> list[str]:
+               test_metrics: dict, by_source: dict[str, dict], class_names: list[str],
+               photo_rule: dict) -> list[str]:
     plot_dir = posixpath.join(output, "plots")
     curves = [(name, result["history"]) for name, result in stages.items() if "history" in result]
     paths = [plots.training_curves(curves, posixpath.join(plot_dir, "training_curves.png")),
              plots.confusion_matrix(test_metrics["confusion_matrix"]["rows_true_columns_predicted"],
                                     class_names, posixpath.join(plot_dir, "confusion_matrix.png")),
-             plots.by_source(by_source, posixpath.join(plot_dir, "test_by_source.png"))]
+             plots.by_source(by_source, posixpath.join(plot_dir, "test_by_source.png")),
+             plots.false_alarm_growth(
+                 {rule: growth for rule, growth in
+                  photo_rule["false_alarms_by_tile_count"].items() if rule != "how"},
+                 posixpath.join(plot_dir, "false_alarms_by_tile_count.png"))]
     images, labels = next(iter(input_pipeline.dataset(
         args.data, "train", args.image_size, 16, training=True, seed=args.seed,
         joint_rate=args.joint_rate, joints_into=args.joints_into)))
@@ -212,23 +216,42 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
     by_source = {"test": evaluate.metrics_by_source(test, threshold),
                  "val": evaluate.metrics_by_source(val, threshold)}
     val_photos = evaluate.photo_cases(val_whole)
-    tiles_needed = evaluate.choose_tiles_needed(val_photos, threshold)
+    test_photos = evaluate.photo_cases(test_whole)
+    tiles_needed, photo_threshold = evaluate.choose_photo_rule(val_photos, threshold)
     photo_rule = {
         "tiles_needed": tiles_needed,
+        "photo_threshold": photo_threshold,
+        "survey_tiles": evaluate.SURVEY_TILES,
         "rule": f"a photo is {class_names[POSITIVE]} when at least {tiles_needed} of "
-                f"its tiles (all of them, if it has fewer) reach the threshold; its "
-                f"crack_probability is its {tiles_needed}-th highest tile probability",
-        "chosen_by": "best balanced accuracy on whole validation photos, averaged over "
-                     "sources; ties to the fewest tiles",
-        "val": evaluate.photo_metrics(val_photos, threshold, tiles_needed),
-        "test": evaluate.photo_metrics(evaluate.photo_cases(test_whole), threshold,
-                                       tiles_needed),
+                f"its tiles (all of them, if it has fewer) reach the photo threshold "
+                f"{photo_threshold:.4f}; its crack_probability is its {tiles_needed}-th "
+                f"highest tile probability",
+        "chosen_by": f"best balanced accuracy (recall and 1 - false-alarm rate, averaged over "
+                     f"sources) on validation photos of {evaluate.SURVEY_TILES} tiles, made "
+                     f"per source from its own tiles; the photo threshold at or above the "
+                     f"tile threshold; ties to the fewest tiles, then the lowest threshold",
+        "val": evaluate.photo_metrics(val_photos, photo_threshold, tiles_needed),
+        "test": evaluate.photo_metrics(test_photos, photo_threshold, tiles_needed),
+        "survey_size": {
+            split: evaluate.photo_metrics(evaluate.survey_size_cases(cases), photo_threshold,
+                                          tiles_needed)
+            for split, cases in (("val", val_photos), ("test", test_photos))},
+        "false_alarms_by_tile_count": {
+            "rule": evaluate.false_alarms_by_tile_count(test_photos, photo_threshold,
+                                                        tiles_needed),
+            "any_tile_at_the_tile_threshold": evaluate.false_alarms_by_tile_count(
+                test_photos, threshold, 1),
+            "how": "test split: each source's share of intact tiles over the threshold, "
+                   "and the binomial chance that enough of n independent tiles are"},
     }
-    log.info("photo rule: %d tile(s); test photos: recall %s, false alarms %s", tiles_needed,
-             photo_rule["test"]["recall"], photo_rule["test"]["false_alarm_rate"])
+    log.info("photo rule: %d tile(s) at %.4f; test photos: recall %s, false alarms %s; at "
+             "%d tiles: recall %s, false alarms %s", tiles_needed, photo_threshold,
+             photo_rule["test"]["recall"], photo_rule["test"]["false_alarm_rate"],
+             evaluate.SURVEY_TILES, photo_rule["survey_size"]["test"]["recall"],
+             photo_rule["survey_size"]["test"]["false_alarm_rate"])
     write_test_summary(args.output, test_metrics)
     plot_paths = save_plots(args.output, args, stages, test, test_metrics, by_source["test"],
-                            class_names)
+                            class_names, photo_rule)
 
     card = {
         "name": "crackscan-mobilenet-v2",
@@ -450,8 +473,11 @@ def main(argv: list[str] | None = None) -> dict:
               f"{'n/a' if alarms is None else f'{alarms:.4f}'}  "
               f"({figures['counts']['total']} test examples)")
     photos = report["photo_rule"]
-    print(f"photo rule: {photos['tiles_needed']} tile(s) at the threshold; test photos: recall "
-          f"{photos['test']['recall']}, false alarms {photos['test']['false_alarm_rate']}")
+    print(f"photo rule: {photos['tiles_needed']} tile(s) at {photos['photo_threshold']:.4f}; "
+          f"test photos: recall {photos['test']['recall']}, false alarms "
+          f"{photos['test']['false_alarm_rate']}; at {photos['survey_tiles']} tiles: recall "
+          f"{photos['survey_size']['test']['recall']}, false alarms "
+          f"{photos['survey_size']['test']['false_alarm_rate']}")
     print(f"model: {os.path.join(args.output, 'model.keras')}  card: "
           f"{os.path.join(args.output, 'model_card.json')}  plots: "
           f"{os.path.join(args.output, 'plots')}")
