@@ -43,6 +43,12 @@ MODULES = {"pipeline.score": "crackscan-score", "pipeline.demo": "crackscan-demo
            "training.build_dataset": "crackscan-build-dataset", "training.train": "crackscan-train",
            "training.export_tflite": "crackscan-export-tflite",
            "training.demo": "crackscan-train-demo"}
+# The page that documents each command's flags, each flag once.
+FLAG_PAGES = {"crackscan-score": "docs/scoring.md", "crackscan-demo": "docs/scoring.md",
+              "crackscan-build-dataset": "docs/training.md", "crackscan-train": "docs/training.md",
+              "crackscan-export-tflite": "docs/training.md",
+              "crackscan-train-demo": "docs/training.md"}
+COMMON_FLAGS = {"-h", "--help", "--version", "--verbose"}
 SEPARATORS = {"&&", "||", ";", "|"}
 FENCE = re.compile(r"^```(?:bash|sh)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 INLINE = re.compile(r"(?<!`)`(crackscan-[a-z-]+(?: [^`]*)?)`")
@@ -126,6 +132,12 @@ def command_problems(text: str) -> list[str]:
     return problems
 
 
+def undocumented_flags(program: str, page: str) -> list[str]:
+    """The command's flags that its page never shows in backticks."""
+    return [flag for flag in cli.option_strings(PARSERS[program][0]())
+            if flag not in COMMON_FLAGS and f"`{flag}" not in page]
+
+
 def github_anchor(heading: str) -> str:
     """The anchor GitHub gives a markdown heading."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
@@ -151,6 +163,12 @@ def broken_links(document: Path, text: str) -> list[str]:
                          ids=lambda path: str(path.relative_to(REPO)))
 def test_every_command_shown_parses(document: Path):
     assert command_problems(document.read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.parametrize("program", FLAG_PAGES)
+def test_every_flag_is_documented_on_its_page(program: str):
+    page = (REPO / FLAG_PAGES[program]).read_text(encoding="utf-8")
+    assert undocumented_flags(program, page) == []
 
 
 @pytest.mark.parametrize("document", DOCS, ids=lambda path: str(path.relative_to(REPO)))
@@ -211,6 +229,10 @@ def test_the_checks_catch_a_drifted_command_a_broken_link_and_a_local_path():
     assert command_problems(prose) != []
     renamed = "```bash\ncrackscan-train --data d --output m --mirror-average\n```\n"
     assert any("--mirror-average" in problem for problem in command_problems(renamed))
+    training = (REPO / "docs" / "training.md").read_text(encoding="utf-8")
+    assert undocumented_flags("crackscan-build-dataset",
+                              training.replace("`--clear-crops", "`clear-crops")) == [
+        "--clear-crops"]
     document = REPO / "docs" / "scoring.md"
     assert broken_links(document, "[x](deployment.md#nightly-schedule)") == []
     assert broken_links(document, "[x](deployment.md#nightly-schedules)") != []
