@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench import (flip_average, runner_modes, runtimes, scoring, survey_memory,
-                   training_input, zip_parallel)
+from bench import (flip_average, runner_modes, runtimes, scoring, shipped_cost,
+                   survey_memory, training_input, zip_parallel)
 
 
 def rows(table: str) -> list[str]:
@@ -69,3 +69,11 @@ def test_zip_parallel_benchmark(tiny_model_dir: Path, real_data: Path):
     assert measured == ["folder", "zip", "tar.gz", "zip, not spread", "gs:// folder",
                         "gs:// zip"]
     assert "NO" not in tables
+
+
+def test_shipped_cost_benchmark(real_data: Path):
+    report = shipped_cost.main(["--survey", str(real_data / "data" / "concrete"),
+                                "--repeats", "1"])
+    table = report.split("\n\n")[-1]
+    assert rows(table) == ["shipped", "plain one pass"]
+    assert table.splitlines()[-1].split("|")[-2].strip() == "1.00"  # plain against itself

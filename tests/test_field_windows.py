@@ -267,7 +267,7 @@ def test_clear_crops_add_one_intact_window_to_photos_without_one(field_photos, t
     source = mask_source(tmp_path / "field", field_photos)
     plain_manifest = build_dataset.build([f"field={source}"], str(tmp_path / "plain"))
     manifest = build_dataset.build([f"field={source}"], str(tmp_path / "crops"),
-                                   clear_crops=True)
+                                   clear_crops=["field"])
     plain, cropped = read_records(tmp_path / "plain"), read_records(tmp_path / "crops")
     assert len(cropped) > len(plain)
     assert "scaled to a tile" in manifest["options"]["window_rule"]
@@ -293,6 +293,13 @@ def test_clear_crops_add_one_intact_window_to_photos_without_one(field_photos, t
             assert np.array_equal(pixels.numpy(), crop.pixels)
             x0, y0, x1, y1 = (int(v) for v in row["box"])
             assert (mask[y0:y1, x0:x1] >= windows.CRACK_MIN).sum() == 0
+
+
+def test_clear_crops_of_a_source_that_is_not_a_mask_source_are_refused(fixture_concrete_dir,
+                                                                      tmp_path):
+    with pytest.raises(build_dataset.BuildError, match=r"--clear-crops names \['concrete'\]"):
+        build_dataset.build([str(fixture_concrete_dir)], str(tmp_path / "out"),
+                            clear_crops=["concrete"])
 
 
 def test_a_class_folder_sources_own_manifest_and_description_are_not_rejected(

@@ -32,7 +32,7 @@ import shlex
 import sys
 import time
 from collections import Counter, defaultdict
-from typing import Any, Iterable, Iterator
+from typing import Any, Collection, Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -227,8 +227,9 @@ def mask_photos(source: Source, tile_size: int, stride: int, max_pixels: int,
 
 
 def collect(source_list: list[Source], tile_size: int, stride: int, max_pixels: int,
-            clear_crops: bool = False) -> tuple[list[Photo], list[dict], list[dict]]:
-    """Every distinct photo of every source, the rejected inputs and the duplicates."""
+            clear_crops: Collection[str] = ()) -> tuple[list[Photo], list[dict], list[dict]]:
+    """Every distinct photo of every source, the rejected inputs and the duplicates; the
+    mask sources named in ``clear_crops`` add clear crops (:func:`mask_photos`)."""
     errors: list[dict] = []
     by_sha: dict[str, list[Photo]] = defaultdict(list)
     for source in source_list:
@@ -236,7 +237,8 @@ def collect(source_list: list[Source], tile_size: int, stride: int, max_pixels: 
         # source of drone maps takes minutes.
         log.info("source %s: reading %s (%s)", source.name, source.path, source.kind)
         started, read, windows_read, skipped = time.monotonic(), 0, 0, len(errors)
-        photos = (mask_photos(source, tile_size, stride, max_pixels, errors, clear_crops)
+        photos = (mask_photos(source, tile_size, stride, max_pixels, errors,
+                              source.name in clear_crops)
                   if source.kind == MASKS else folder_photos(source, max_pixels, errors))
         for photo in photos:
             by_sha[photo.sha256].append(photo)
@@ -374,7 +376,7 @@ def build(source: str | list[str], output: str, shards: int = 4, val_fraction: f
           test_fraction: float = 0.1, max_pixels: int = decode.DEFAULT_MAX_PIXELS,
           tile_size: int = DEFAULT_TILE_SIZE, tile_stride: int | None = None,
           licences: dict[str, str] | None = None, command: str | None = None,
-          clear_crops: bool = False) -> dict[str, Any]:
+          clear_crops: Collection[str] = ()) -> dict[str, Any]:
     """Build the data set and return its manifest (also written to ``output``).
 
     Windows a mask rule leaves out are not trained on, but the val and test splits keep
@@ -391,6 +393,11 @@ def build(source: str | list[str], output: str, shards: int = 4, val_fraction: f
     unknown = sorted(set(licences or {}) - set(names))
     if unknown:
         raise BuildError(f"--licence names {unknown}, which no --source is called")
+    masks = {s.name for s in source_list if s.kind == MASKS}
+    not_masks = sorted(set(clear_crops) - masks)
+    if not_masks:
+        raise BuildError(f"--clear-crops names {not_masks}, which no mask source is called "
+                         f"(mask sources: {', '.join(sorted(masks)) or 'none'})")
     source_list = [dataclasses.replace(s, licence=(licences or {}).get(s.name, s.licence))
                    for s in source_list]
     photos, errors, duplicates = collect(source_list, tile_size, stride, max_pixels,
@@ -422,10 +429,10 @@ def build(source: str | list[str], output: str, shards: int = 4, val_fraction: f
                     "window_rule": f"Positive: crack in the central half; Negative: no crack "
                                    f"within {windows.DEFAULT_MARGIN} px of the window; "
                                    f"otherwise excluded; joint-only Negatives are hard"
-                                   + (f"; a photo without a Negative window adds the largest "
-                                      f"square no crack comes within "
-                                      f"{windows.CLEAR_MARGIN} px of, if at least "
-                                      f"{windows.MIN_CLEAR_SIDE} px, scaled to a tile"
+                                   + (f"; in {', '.join(sorted(clear_crops))}, a photo "
+                                      f"without a Negative window adds the largest square no "
+                                      f"crack comes within {windows.CLEAR_MARGIN} px of, if at "
+                                      f"least {windows.MIN_CLEAR_SIDE} px, scaled to a tile"
                                       if clear_crops else ""),
                     "split_rule": "per near-copy group, per source: groups in order of their "
                                   "first photo's sha256, each taking the split where the "
@@ -475,11 +482,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-stride", type=int,
                    help="largest distance between windows (default: 3/4 of the tile, as "
                         "the scorer)")
-    p.add_argument("--clear-crops", action="store_true",
-                   help="a mask source's photo that gives no intact window (a brick patch "
-                        "with a crack across it) gives the largest square no crack comes "
-                        f"within {windows.CLEAR_MARGIN} px of, scaled to a tile, as an intact "
-                        "example")
+    p.add_argument("--clear-crops", action="append", default=[], metavar="NAME",
+                   help="repeatable: in mask source NAME, a photo that gives no intact "
+                        "window (a brick patch with a crack across it) gives the largest "
+                        f"square no crack comes within {windows.CLEAR_MARGIN} px of, scaled "
+                        "to a tile, as an intact example: for sources that otherwise show "
+                        "the model no intact surface at all")
     return p
 
 
