@@ -11,7 +11,6 @@ registry that does not serve it).
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -32,6 +31,7 @@ import pytest
 from PIL import Image
 
 from pipeline.flink import job_server_artifact
+from proc_helpers import HAS_PROC, alive, listening_sockets, on_loopback
 from scoring_helpers import (concrete, copy_files, encoded, field_photos, png_declaring,
                              read_jsonl, read_predictions, score)
 
@@ -73,32 +73,6 @@ def started(status: str) -> dict[str, list[int]]:
     for role, pid in re.findall(r"^([A-Za-z ]+): pid (\d+) \(running\)$", status, re.M):
         pids.setdefault(role, []).append(int(pid))
     return pids
-
-
-def listening_sockets(pid: int) -> list[tuple[str, int]]:
-    """The (address, port) pairs process ``pid`` listens on, from Linux's /proc."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = []
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                address, port = fields[1].split(":")
-                found.append((address, int(port, 16)))
-    return found
-
-
-def loopback(address: str) -> bool:
-    """Whether a /proc/net address (hex, little-endian words) is 127.0.0.1 or ::1, also as
-    an IPv4-mapped IPv6 address."""
-    if len(address) == 8:
-        return address == "0100007F"
-    return address in ("00000000000000000000000001000000",
-                       "0000000000000000FFFF00000100007F")
 
 
 @pytest.fixture(scope="module")
@@ -154,14 +128,14 @@ def test_status_names_the_master_the_dashboard_and_every_process_by_pid(
     assert started(result.stdout) == cluster
 
 
-@pytest.mark.skipif(not Path("/proc/self/net/tcp").exists(), reason="needs Linux's /proc")
+@pytest.mark.skipif(not HAS_PROC, reason="needs Linux's /proc")
 def test_every_process_of_the_cluster_listens_on_loopback_only(
         cluster: dict[str, list[int]]):
     sockets = {pid: listening_sockets(pid) for pids in cluster.values() for pid in pids}
 
     assert all(sockets.values()), sockets
     exposed = {pid: found for pid, found in sockets.items()
-               if not all(loopback(address) for address, _ in found)}
+               if not all(on_loopback(address) for address, _ in found)}
     assert not exposed
     ports = {port for found in sockets.values() for _, port in found}
     assert set(PORTS) <= ports
@@ -349,7 +323,7 @@ def taskmanager_running_tasks(cluster: dict[str, list[int]]) -> int:
     raise AssertionError("no TaskManager runs a task of the job")
 
 
-@pytest.mark.skipif(not Path("/proc/self/net/tcp").exists(), reason="needs Linux's /proc")
+@pytest.mark.skipif(not HAS_PROC, reason="needs Linux's /proc")
 def test_a_taskmanager_killed_mid_run_costs_a_retry_not_a_row(
         cluster: dict[str, list[int]], job_server_jar: Path, tmp_path: Path,
         real_data: Path):
@@ -376,9 +350,7 @@ def test_stop_ends_every_process_it_started_and_nothing_else(cluster: dict[str, 
     result = flink_local("stop")
 
     assert result.returncode == 0, result.stderr
-    still = [pid for pid in pids if Path(f"/proc/{pid}").exists()
-             and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]]
-    assert not still
+    assert not [pid for pid in pids if alive(pid)]
     assert not any(listening(port) for port in PORTS)
     assert flink_local("status").stderr.strip() == (
         "flink_local.sh: no local Flink cluster is started: run launch/flink_local.sh start")
