@@ -94,6 +94,8 @@ def configure(argv: Sequence[str] | None = None, level: int = logging.INFO) -> b
         root.addHandler(handler)
     handler.filters = [] if verbose else [OwnLinesOnly()]
     root.setLevel(logging.DEBUG if verbose else level)
+    # Libraries' Python warnings (Keras' UserWarnings) become log lines, judged as above.
+    logging.captureWarnings(True)
     # TensorFlow's Python logger prints through a handler of its own, beside the root's.
     for library in ("tensorflow", "absl"):
         for own_handler in logging.getLogger(library).handlers:
