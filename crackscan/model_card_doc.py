@@ -90,6 +90,27 @@ def _photos(card: dict[str, Any]) -> str:
                       "intact photos flagged"], rows))
 
 
+def _photo_size(card: dict[str, Any]) -> str:
+    """How the photo rule's false alarms grow with a photo's tile count, where the card
+    records it (models trained from 2026-12-07)."""
+    rule = card["photo_rule"]
+    growth = rule.get("false_alarms_by_tile_count", {}).get("rule")
+    if not growth:
+        return ("This card does not record how false alarms grow with a photo's tile count: "
+                "its model was trained before training measured it.\n")
+    counts = sorted({int(n) for rates in growth.values() for n in rates})
+    rows = [[name, *(_percent(rates.get(str(n))) for n in counts)]
+            for name, rates in sorted(growth.items())]
+    text = _table(["intact photo of n tiles, flagged", *(f"n = {n:,}" for n in counts)], rows)
+    survey = rule.get("survey_size", {}).get("test")
+    if survey:
+        text += (f"\nTest photos of {rule['survey_tiles']} tiles each, made per source from its "
+                 f"own tiles: {_percent(survey['recall'])} of {survey['cracked_photos']:,} "
+                 f"cracked photos found, {_percent(survey['false_alarm_rate'])} of "
+                 f"{survey['intact_photos']:,} intact ones flagged.\n")
+    return text + f"\n{rule['false_alarms_by_tile_count'].get('how', '')}\n"
+
+
 def _model(card: dict[str, Any]) -> str:
     teachers = card.get("teachers")
     teacher_text = "none" if not teachers else (
@@ -157,6 +178,7 @@ WRITERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "test-by-source": lambda card: _by_source(card, "test"),
     "val-by-source": lambda card: _by_source(card, "val"),
     "photos-by-source": _photos,
+    "photo-size": _photo_size,
     "reproduce": _reproduce,
     "headline": _headline,
 }
