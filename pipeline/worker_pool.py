@@ -10,7 +10,6 @@ stopped, so that stopping the pool by its process id leaves no worker behind.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -23,6 +22,8 @@ from apache_beam.portability.api import beam_fn_api_pb2_grpc
 from apache_beam.runners.worker.worker_pool_main import (BeamFnExternalWorkerPoolServicer,
                                                          kill_process_gracefully)
 from apache_beam.utils import thread_pool_executor
+
+from crackscan import cli, verbosity
 
 
 def serve(address: str) -> None:
@@ -52,12 +53,11 @@ def serve(address: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="pipeline.worker_pool", description=__doc__.split(
-        "\n\n")[0])
+    parser = cli.command_parser("pipeline.worker_pool", __doc__.split("\n\n")[0])
     parser.add_argument("--address", default="127.0.0.1:50000",
                         help="HOST:PORT to listen on (default: 127.0.0.1:50000, loopback only)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = cli.parse_args(parser, argv)
+    verbosity.configure(argv)
     serve(args.address)
 
 

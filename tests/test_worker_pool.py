@@ -8,7 +8,7 @@ worker processes, and its rows can be held against the DirectRunner's.
 from __future__ import annotations
 
 import json
-import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,7 +18,9 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
+import grpc
 import pytest
+from apache_beam.portability.api import beam_fn_api_pb2, beam_fn_api_pb2_grpc, endpoints_pb2
 
 from proc_helpers import HAS_PROC, alive, children, listening_sockets, on_loopback
 from scoring_helpers import concrete, copy_files, read_jsonl, read_predictions, score
@@ -51,11 +53,10 @@ def pool(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str, Path]]:
         process.wait()
 
 
-@pytest.mark.skipif(not HAS_PROC, reason="needs Linux's /proc")
-def test_the_pools_workers_score_the_direct_runners_rows_and_end_with_the_pool(
+def test_the_pools_workers_score_the_direct_runners_rows(
         pool: tuple[subprocess.Popen, str, Path], tmp_path: Path, real_data: Path,
         monkeypatch: pytest.MonkeyPatch):
-    process, address, log = pool
+    _, address, _ = pool
     inputs = tmp_path / "in"
     copy_files(concrete(real_data, "Positive", 6) + concrete(real_data, "Negative", 6), inputs)
     with zipfile.ZipFile(inputs / "flight.zip", "w") as archive:
@@ -68,17 +69,17 @@ def test_the_pools_workers_score_the_direct_runners_rows_and_end_with_the_pool(
     # The pool's workers import the pipeline by module name, like launch/common.sh sets up.
     monkeypatch.setenv("PYTHONPATH", str(REPO))
 
-    pooled = subprocess.run(
+    pooled = subprocess.Popen(
         [sys.executable, "-m", "pipeline.score", *common, "--output", str(tmp_path / "pool"),
          "--runner", "PortableRunner", "--job_endpoint", "embed",
          "--environment_type", "EXTERNAL", "--environment_config", address],
-        capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    _, log = pooled.communicate(timeout=600)
 
-    assert pooled.returncode == 0, pooled.stderr[-3000:]
-    assert "Starting worker" in log.read_text()
-    workers = {line.split()[-4] for line in pooled.stderr.splitlines()
-               if line.endswith("tiles") and " worker " in line}
-    assert workers and all(int(name.rsplit(":", 1)[1]) != os.getpid() for name in workers)
+    assert pooled.returncode == 0, log[-3000:]
+    # The run's closing lines name the process that scored: a worker, not the launcher.
+    workers = {int(pid) for pid in re.findall(r"worker \S+:(\d+) scored \d+ tiles", log)}
+    assert workers and pooled.pid not in workers
 
     def without_time(out: Path) -> dict[str, dict]:
         return {uri: {k: v for k, v in row.items() if k != "scored_at"}
@@ -90,12 +91,31 @@ def test_the_pools_workers_score_the_direct_runners_rows_and_end_with_the_pool(
     summary = json.loads((tmp_path / "pool" / "summary.json").read_text())
     assert summary["accounting_ok"] is True and summary["failed"] == 2
 
-    started = children(process.pid)
-    assert started, "the pool keeps the worker it started until it is stopped"
+
+
+@pytest.mark.skipif(not HAS_PROC, reason="needs Linux's /proc")
+def test_a_worker_runs_on_the_pools_own_python_and_ends_with_the_pool(
+        pool: tuple[subprocess.Popen, str, Path]):
+    process, address, _ = pool
+    # A worker asked to serve a control endpoint where nothing listens waits for it, alive.
+    with grpc.insecure_channel(address) as channel:
+        reply = beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolStub(channel).StartWorker(
+            beam_fn_api_pb2.StartWorkerRequest(
+                worker_id="worker-1", control_endpoint=endpoints_pb2.ApiServiceDescriptor(
+                    url=f"127.0.0.1:{free_port()}")), timeout=60)
+    assert reply.error == ""
+    deadline = time.monotonic() + 30
+    while not children(process.pid):
+        assert time.monotonic() < deadline, "the pool started no worker process"
+        time.sleep(0.2)
+    (worker,) = children(process.pid)
+    assert Path(f"/proc/{worker}/exe").resolve() == Path(sys.executable).resolve()
+
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)
+
     assert process.returncode == 0
-    assert not [pid for pid in started if alive(pid)]
+    assert not alive(worker)
 
 
 @pytest.mark.skipif(not HAS_PROC, reason="needs Linux's /proc")
