@@ -218,7 +218,11 @@ wait_until_ready() {
 start() {
   local port role
   if [[ -f "$PROCESSES" ]]; then
-    fail "a local cluster is already started (launch/flink_local.sh status); stop it first with launch/flink_local.sh stop"
+    if any_process_runs; then
+      fail "a local cluster is already started (launch/flink_local.sh status); stop it first with launch/flink_local.sh stop"
+    fi
+    # Every process of an earlier start is gone (a reboot, a kill): its record is stale.
+    rm -f "$PROCESSES"
   fi
   check_java
   for port in "$FLINK_REST_PORT:FLINK_REST_PORT (REST API)" "$FLINK_RPC_PORT:FLINK_RPC_PORT (JobManager RPC)" \
@@ -269,6 +273,16 @@ ours() {
   local command
   command="$(ps -o command= -p "$1" 2>/dev/null)" || return 1
   [[ "$command" == *"$CACHE"* || "$command" == *pipeline.worker_pool* ]]
+}
+
+any_process_runs() {
+  local role pid log
+  while IFS=$'\t' read -r role pid log; do
+    if ours "$pid"; then
+      return 0
+    fi
+  done <"$PROCESSES"
+  return 1
 }
 
 # stop_processes: TERM each recorded process, KILL what is left after 20 s, forget them all.

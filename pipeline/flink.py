@@ -91,7 +91,7 @@ def _given(pipeline_args: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False)
     for flag in ("--flink_master", "--flink_version", "--flink_job_server_jar",
                  "--environment_type", "--environment_config", "--parallelism",
-                 "--sdk_worker_parallelism", "--flink_submit_uber_jar"):
+                 "--sdk_worker_parallelism"):
         parser.add_argument(flag)
     parser.add_argument("--job_server_jvm_properties", "--job_server_jvm_property",
                         action="append")
@@ -119,7 +119,8 @@ def with_defaults(pipeline_args: list[str]) -> list[str]:
             f"--flink_master {master} runs Flink {cluster_version or '(unknown version)'}, "
             f"but the job server is for Flink {flink_version}: pass --flink_version with "
             f"the cluster's major.minor version (and that job server's jar)")
-    if not given.flink_job_server_jar and not given.flink_submit_uber_jar:
+    # Also --flink_submit_uber_jar builds its jar on the job server's.
+    if not given.flink_job_server_jar:
         jar = job_server_jar(flink_version)
         if not jar.is_file():
             raise FlinkSetupError(
