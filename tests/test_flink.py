@@ -193,6 +193,22 @@ def test_score_without_the_job_server_jar_names_it_and_the_fix(
     assert not (tmp_path / "out").exists()
 
 
+def test_score_refuses_a_job_server_for_another_flink_version_than_the_clusters(
+        cluster: dict[str, list[int]], tmp_path: Path, real_data: Path):
+    inputs = copy_files(concrete(real_data, "Positive", 2), tmp_path / "in")[0].parent
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.score", "--input", str(inputs),
+         "--output", str(tmp_path / "out"), "--runner", "FlinkRunner",
+         "--flink_master", MASTER, "--flink_version", "1.19", "--dry-run"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=REPO)
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"pipeline.score: error: --flink_master {MASTER} runs Flink 1.20.5, but the job "
+        f"server is for Flink 1.19: pass --flink_version with the cluster's major.minor "
+        f"version (and that job server's jar)")
+
+
 def test_the_dry_run_shows_the_flink_plan_taken_from_the_running_cluster(
         cluster: dict[str, list[int]], tmp_path: Path, real_data: Path, capsys):
     inputs = copy_files(concrete(real_data, "Positive", 2), tmp_path / "in")[0].parent
