@@ -206,17 +206,35 @@ def test_the_readme_is_short_and_links_every_page():
     assert "(MODEL_CARD.md)" in readme and "(CHANGELOG.md)" in readme
 
 
-def test_a_shown_score_command_runs_its_dry_run(tmp_path: Path):
-    """The scoring page's dry run, as written but for its output folder."""
-    page = (REPO / "docs" / "scoring.md").read_text(encoding="utf-8")
-    words = next(words for words in shell_commands(page) if "--dry-run" in words)
-    arguments = words[1:]
-    arguments[arguments.index("--output") + 1] = str(tmp_path / "out")
-    result = subprocess.run([sys.executable, "-m", "pipeline.score", *arguments], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    job = json.loads(result.stdout)
-    assert job["submitted"] is False and job["inputs"] == ["pipeline/sample_survey/photos"]
+def runnable_score_commands() -> list[list[str]]:
+    """The scoring commands shown whose every input exists in a checkout."""
+    runnable = []
+    for document in CURRENT_DOCS:
+        for words in shell_commands(document.read_text(encoding="utf-8")):
+            command = crackscan_command(words)
+            if command and command[0] == "crackscan-score":
+                arguments = command[1]
+                inputs = [arguments[i + 1] for i, word in enumerate(arguments) if word == "--input"]
+                if inputs and all((REPO / pattern).exists() for pattern in inputs):
+                    runnable.append(arguments)
+    return runnable
+
+
+def test_the_shown_score_commands_with_inputs_run_their_dry_run(tmp_path: Path):
+    """Each as written, but for its output folder and with --dry-run."""
+    commands = runnable_score_commands()
+    assert commands, "no scoring command of the docs has inputs in the checkout"
+    for number, arguments in enumerate(commands):
+        arguments = list(arguments)
+        arguments[arguments.index("--output") + 1] = str(tmp_path / str(number))
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline.score", *arguments,
+             *([] if "--dry-run" in arguments else ["--dry-run"])],
+            cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        job = json.loads(result.stdout)
+        assert job["submitted"] is False and job["inputs"] == [
+            arguments[i + 1] for i, word in enumerate(arguments) if word == "--input"]
 
 
 def test_the_checks_catch_a_drifted_command_a_broken_link_and_a_local_path():
