@@ -73,12 +73,13 @@ class OwnLinesOnly(logging.Filter):
 
 
 class ConsoleHandler(logging.StreamHandler):
-    """The handler a command's log lines reach the terminal through (stderr)."""
+    """The console's handler (stderr), a class of its own so that a second ``configure``
+    finds it instead of adding another."""
 
 
-def configure(argv: Sequence[str] | None = None, level: int = logging.INFO) -> bool:
+def configure(argv: Sequence[str] | None = None, level: int = logging.INFO) -> None:
     """Sets up the console for a command: our lines from ``level`` up, or with
-    ``--verbose`` every line of every library from DEBUG up. Returns whether verbose.
+    ``--verbose`` every line of every library from DEBUG up.
 
     Handlers already on the root logger (pytest's, a caller's) are left as they are, and a
     second call only changes the level: commands call each other (the demo runs a score).
@@ -100,7 +101,6 @@ def configure(argv: Sequence[str] | None = None, level: int = logging.INFO) -> b
     for library in ("tensorflow", "absl"):
         for own_handler in logging.getLogger(library).handlers:
             own_handler.filters = [] if verbose else [OwnLinesOnly()]
-    return verbose
 
 
 def _quiet_native_start_up() -> None:
