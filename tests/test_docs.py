@@ -19,7 +19,7 @@ import pytest
 from crackscan import cli, model_card_doc
 from pipeline import demo as score_demo
 from pipeline import score
-from training import build_dataset, export_tflite, train
+from training import build_dataset, export_tflite, jointed_set, train
 from training import demo as train_demo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +38,8 @@ PARSERS: dict[str, tuple[Callable[[], argparse.ArgumentParser], bool]] = {
     "crackscan-train-demo": (train_demo.parser, False),
 }
 # Commands run only as ``python -m``.
-MODULE_PARSERS = {"crackscan.model_card_doc": (model_card_doc.parser, False)}
+MODULE_PARSERS = {"crackscan.model_card_doc": (model_card_doc.parser, False),
+                  "training.jointed_set": (jointed_set.parser, False)}
 MODULES = {"pipeline.score": "crackscan-score", "pipeline.demo": "crackscan-demo",
            "training.build_dataset": "crackscan-build-dataset", "training.train": "crackscan-train",
            "training.export_tflite": "crackscan-export-tflite",
