@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -78,3 +79,11 @@ def test_an_unknown_table_is_refused():
     text = "<!-- card:figures -->\n<!-- /card:figures -->\n"
     with pytest.raises(model_card_doc.DocError, match="card:figures"):
         model_card_doc.render(text, CARD)
+
+
+def test_the_failure_modes_say_they_were_measured_on_the_shipped_model():
+    """Those figures are not in the card: the prose names the model it measured, and a new
+    model fails this until they are measured again or said to be another model's."""
+    prose = model_card_doc.BLOCK.sub("", (REPO / "MODEL_CARD.md").read_text(encoding="utf-8"))
+    measured_on = re.findall(r"Measured on this model \(version `([0-9a-f]{12})`\)", prose)
+    assert measured_on == [CARD["model_sha256"][:12]]
