@@ -87,3 +87,19 @@ def test_the_set_is_scored_as_photos_kind_by_kind(jointed_data: Path, tiny_model
         assert 0 <= figures[kind]["flagged"] <= counts["Negative"]
         assert 0 <= figures[kind]["found"] <= counts["Positive"]
     assert "| brick |" in jointed_set.table(figures)
+
+
+def test_unseen_walls_come_from_the_survey_and_an_unreadable_photo_is_named(
+        jointed_data: Path, tmp_path: Path):
+    lab = jointed_data / "concrete"
+    survey = tmp_path / "survey"
+    for folder, label in (("no_crack", "Negative"), ("crack", "Positive")):
+        (survey / folder).mkdir(parents=True)
+        for photo in sorted((lab / label).glob("*.jpg"))[:2]:
+            shutil.copy(photo, survey / folder / photo.name)
+    cut = survey / "crack" / "truncated.jpg"
+    cut.write_bytes(next((lab / "Positive").glob("*.jpg")).read_bytes()[:3000])
+    manifest = jointed_set.build(str(jointed_data / "data"), str(survey), str(tmp_path / "set"))
+    assert manifest["kinds"]["unseen walls"] == {"Negative": 2, "Positive": 2}
+    assert [s["uri"] for s in manifest["skipped"]] == [str(cut)]
+    assert "truncated" in manifest["skipped"][0]["error"]

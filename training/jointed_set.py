@@ -48,6 +48,9 @@ from training import windows
 KINDS = ("formwork", "brick", "unseen walls", "drawn joints")
 DRAWN_PER_CLASS = 60  # windows per source and class for the drawn joints
 DRAWN_SEED = 2027
+# Photos of a wall, not whole survey photos: the shared survey's 20-megapixel pavements
+# would count as one photo each while costing more than the rest of the set together.
+MAX_SURVEY_SIDE = 1000
 log = logging.getLogger("crackscan.jointed_set")
 
 
@@ -130,15 +133,25 @@ def build(data_dir: str, survey: str | None, output: str, tile_size: int = 224) 
         jointed = np.asarray(joints(np.stack(windows).astype(np.float32), training=True))
         for number, pixels in enumerate(jointed):
             write("drawn joints", label, f"{source}-{number:03d}", np.round(pixels))
+    skipped = []
     if survey:
         for folder, label in (("no_crack", NEGATIVE), ("crack", POSITIVE)):
             for uri in sources.expand(join(survey, folder + "/")):
-                pixels = decode.decode_rgb(sources.read_file(uri))
-                if max(pixels.shape[:2]) <= 1000:  # the 448 px photos, not the 20 MP ones
+                try:
+                    pixels = decode.decode_rgb(sources.read_file(uri))
+                except decode.DecodeError as exc:
+                    log.warning("%s: left out of the set: %s", uri, exc)
+                    skipped.append({"uri": uri, "error": str(exc)})
+                    continue
+                if max(pixels.shape[:2]) <= MAX_SURVEY_SIDE:
                     write("unseen walls", label, posixpath.splitext(
                         posixpath.basename(uri))[0], pixels)
+                else:
+                    skipped.append({"uri": uri, "error": f"{pixels.shape[1]}x"
+                                    f"{pixels.shape[0]}: larger than {MAX_SURVEY_SIDE} px"})
     manifest = {"kinds": {kind: dict(written[kind]) for kind in KINDS if kind in written},
-                "data": data_dir, "survey": survey, "drawn_seed": DRAWN_SEED}
+                "skipped": skipped, "data": data_dir, "survey": survey,
+                "drawn_seed": DRAWN_SEED}
     _write(join(output, "manifest.json"),
                        json.dumps(manifest, indent=2).encode())
     return manifest
