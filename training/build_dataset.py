@@ -487,7 +487,7 @@ def parser() -> argparse.ArgumentParser:
                         "window (a brick patch with a crack across it) gives the largest "
                         f"square no crack comes within {windows.CLEAR_MARGIN} px of, scaled "
                         "to a tile, as an intact example: for sources that otherwise show "
-                        "the model no intact surface at all")
+                        "the model no intact surface at all (default: none)")
     return p
 
 
