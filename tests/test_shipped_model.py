@@ -30,13 +30,24 @@ def test_shipped_model_is_a_small_litert_folder_with_a_complete_card():
     assert all(s["licence"] and not s["licence"].startswith("not stated")
                for s in sources.values())
     assert "CC BY 4.0" in sources["concrete"]["licence"]
-    build, *trains = card["reproduce"]
-    assert build.startswith("python -m training.build_dataset") and "--source" in build
-    assert trains and all(train.startswith("python -m training.train") and "--data" in train
-                          for train in trains)
-    # A student's teachers are made by the commands before its own, not taken from the
-    # shipped folder, which holds the student itself.
-    made = [train.split("--output ")[1].split()[0] for train in trains[:-1]]
+    commands = card["reproduce"]
+    builds = [c for c in commands if c.startswith("python -m training.build_dataset")]
+    trains = [c for c in commands if c.startswith("python -m training.train")]
+    assert commands[0] in builds and commands[-1] in trains
+    assert len(builds) + len(trains) == len(commands)
+    assert all("--source" in build for build in builds)
+
+    def option(command: str, flag: str) -> str:
+        return command.split(f"{flag} ")[1].split()[0]
+
+    # Every training reads a data set an earlier command built, and a student's teachers
+    # are made by the commands before its own, not taken from the shipped folder, which
+    # holds the student itself.
+    for index, command in enumerate(commands):
+        if command in trains:
+            assert option(command, "--data") in [option(c, "--output")
+                                                  for c in builds if commands.index(c) < index]
+    made = [option(train, "--output") for train in trains[:-1]]
     for teacher in (card.get("teachers") or {}).get("models", []):
         assert teacher["model"] in made and f"--teacher {teacher['model']}" in trains[-1]
     for name in sources:
