@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from bench.measure import copy_images, machine, markdown_table
+from bench.measure import count_folders, machine, markdown_table
+from bench.processes import children_of
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "launch" / "flink_local.sh"
@@ -39,22 +40,9 @@ RUNNERS = {DIRECT: ["--direct_running_mode=multi_processing", "--direct_num_work
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def children() -> dict[int, list[int]]:
-    """``{parent pid: [child pids]}`` of every process, from Linux's /proc."""
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            tree.setdefault(parent, []).append(int(entry.name))
-    return tree
-
-
 def tree_rss(roots: Iterable[int]) -> int:
     """Bytes resident in ``roots`` and all their descendants."""
-    tree, total, seen = children(), 0, set()
+    tree, total, seen = children_of(), 0, set()
     todo = list(roots)
     while todo:
         pid = todo.pop()
@@ -160,11 +148,7 @@ def main(argv: list[str] | None = None) -> str:
         time.sleep(5)
         idle_gb = tree_rss(cluster) / 2**30
         with tempfile.TemporaryDirectory() as work:
-            folders = []
-            for count in args.counts:
-                folder = os.path.join(work, str(count))
-                os.mkdir(folder)
-                folders.append((folder, copy_images(args.images, folder, count)))
+            folders = count_folders(args.images, work, args.counts)
             results = {DIRECT: measure(folders, RUNNERS[DIRECT], args.repeats, [])}
             if jar.returncode == 0:
                 results[FLINK] = measure(folders, RUNNERS[FLINK], args.repeats, cluster)

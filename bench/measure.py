@@ -112,6 +112,17 @@ def copy_images(source: Path, folder: str, count: int) -> int:
     return count
 
 
+def count_folders(source: Path, work: str, counts: Sequence[int]) -> list[tuple[str, int]]:
+    """``(folder, count)`` per count: a folder under ``work`` of that many images from
+    ``source`` (:func:`copy_images`), the inputs of a marginal rate's jobs."""
+    folders = []
+    for count in counts:
+        folder = os.path.join(work, str(count))
+        os.mkdir(folder)
+        folders.append((folder, copy_images(source, folder, count)))
+    return folders
+
+
 def pipeline_seconds(model_dir: str, folder: str, count: int, flags: Sequence[str]) -> float:
     """Wall seconds of one whole ``pipeline.score`` job over ``folder`` (its
     ``summary.json`` figure: checks, graph, model load, read, decode, infer, write, report),

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.measure import (ONE_PROCESS, copy_images, images_per_second, interleaved_medians,
+from bench.measure import (ONE_PROCESS, count_folders, images_per_second, interleaved_medians,
                            machine, marginal_rate, markdown_table, parallel_images_per_second)
 from crackscan.model_card import ModelCard
 from crackscan.tflite_model import TFLiteClassifier
@@ -55,11 +55,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as work:
-        jobs = []
-        for count in args.counts:
-            folder = os.path.join(work, str(count))
-            os.mkdir(folder)
-            jobs.append((folder, copy_images(args.images, folder, count)))
+        jobs = count_folders(args.images, work, args.counts)
         plans = {}
         for mode, flags in MODES.items():
             with contextlib.redirect_stdout(io.StringIO()):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bench.processes import children_of
+
 HAS_PROC = Path("/proc/self/net/tcp").exists()
 LISTEN = "0A"  # the state column of /proc/net/tcp
 LOOPBACK = {"0100007F",  # 127.0.0.1, as /proc/net/tcp writes it (little-endian)
@@ -25,16 +27,7 @@ def alive(pid: int) -> bool:
 
 def children(pid: int) -> list[int]:
     """The live child processes of ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if parent == pid and alive(int(entry.name)):
-                found.append(int(entry.name))
-    return found
+    return [child for child in children_of().get(pid, []) if alive(child)]
 
 
 def listening_sockets(pid: int) -> list[tuple[str, int]]:

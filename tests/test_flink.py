@@ -173,15 +173,24 @@ def test_fetch_jar_fetches_the_job_server_or_says_in_one_line_why_not(
     assert "Exception" not in result.stderr and "\tat " not in result.stderr
 
 
-def test_score_without_the_job_server_jar_names_it_and_the_fix(
-        cluster: dict[str, list[int]], tmp_path: Path, real_data: Path):
+def score_two_photos_on_flink(tmp_path: Path, real_data: Path, *flags: str,
+                              env: dict[str, str] | None = None
+                              ) -> subprocess.CompletedProcess:
+    """Two lab photos scored with the README's Flink command plus ``flags``, in a process of
+    its own, as a user runs it; its exit status and output."""
     inputs = copy_files(concrete(real_data, "Positive", 2), tmp_path / "in")[0].parent
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "pipeline.score", "--input", str(inputs),
          "--output", str(tmp_path / "out"), "--runner", "FlinkRunner",
-         "--flink_master", MASTER],
-        capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
-        env={**os.environ, "CRACKSCAN_CACHE_DIR": str(tmp_path / "empty-cache")})
+         "--flink_master", MASTER, *flags],
+        capture_output=True, text=True, timeout=120, check=False, cwd=REPO, env=env)
+
+
+def test_score_without_the_job_server_jar_names_it_and_the_fix(
+        cluster: dict[str, list[int]], tmp_path: Path, real_data: Path):
+    result = score_two_photos_on_flink(
+        tmp_path, real_data, env={**os.environ,
+                                  "CRACKSCAN_CACHE_DIR": str(tmp_path / "empty-cache")})
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
@@ -195,12 +204,8 @@ def test_score_without_the_job_server_jar_names_it_and_the_fix(
 
 def test_score_refuses_a_job_server_for_another_flink_version_than_the_clusters(
         cluster: dict[str, list[int]], tmp_path: Path, real_data: Path):
-    inputs = copy_files(concrete(real_data, "Positive", 2), tmp_path / "in")[0].parent
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.score", "--input", str(inputs),
-         "--output", str(tmp_path / "out"), "--runner", "FlinkRunner",
-         "--flink_master", MASTER, "--flink_version", "1.19", "--dry-run"],
-        capture_output=True, text=True, timeout=120, check=False, cwd=REPO)
+    result = score_two_photos_on_flink(tmp_path, real_data, "--flink_version", "1.19",
+                                       "--dry-run")
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
