@@ -120,7 +120,7 @@ def test_review_csv_and_the_files_match_one_to_one(exported):
 
 
 def test_the_chosen_tiles_are_the_flagged_ones_then_the_nearest_to_the_threshold(exported):
-    threshold = ModelCard.read(SHIPPED_MODEL_DIR).threshold
+    threshold = ModelCard.read(SHIPPED_MODEL_DIR).photo_cutoff
     tiles: dict[str, dict[int, float]] = defaultdict(dict)
     for tile in exported["tiles"]:
         tiles[tile["uri"]][tile["tile"]] = tile["crack_probability"]
@@ -157,7 +157,7 @@ def test_the_chosen_tiles_are_the_flagged_ones_then_the_nearest_to_the_threshold
 def test_each_file_holds_the_photos_pixels_in_the_scored_box(exported, survey):
     boxes = {(t["uri"], t["tile"]): (t["box"], t["crack_probability"])
              for t in exported["tiles"]}
-    threshold = ModelCard.read(SHIPPED_MODEL_DIR).threshold
+    threshold = ModelCard.read(SHIPPED_MODEL_DIR).photo_cutoff
     for row in exported["rows"]:
         uri, tile = row["uri"], int(row["tile"])
         box, probability = boxes[(uri, tile)]
