@@ -234,6 +234,15 @@ def choose_tiles_needed(cases: list[tuple[str, int, np.ndarray]], threshold: flo
     return 1 + int(np.argmax(np.round(results, 9)))
 
 
+def _intact_tiles(cases: list[tuple[str, int, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Each source's intact tile probabilities, all its intact photos' together."""
+    intact: dict[str, list[np.ndarray]] = defaultdict(list)
+    for source, truth, probabilities in cases:
+        if truth == NEGATIVE:
+            intact[source].append(probabilities)
+    return {source: np.concatenate(parts) for source, parts in sorted(intact.items())}
+
+
 def survey_size_cases(cases: list[tuple[str, int, np.ndarray]], tiles: int = SURVEY_TILES,
                       draws: int = SURVEY_DRAWS, seed: int = 0
                       ) -> list[tuple[str, int, np.ndarray]]:
@@ -247,11 +256,7 @@ def survey_size_cases(cases: list[tuple[str, int, np.ndarray]], tiles: int = SUR
     so a real survey's false alarms can fall either side of these.
     """
     rng = np.random.default_rng(seed)
-    intact: dict[str, list[np.ndarray]] = defaultdict(list)
-    for source, truth, probabilities in cases:
-        if truth == NEGATIVE:
-            intact[source].append(probabilities)
-    pools = {source: np.concatenate(parts) for source, parts in intact.items()}
+    pools = _intact_tiles(cases)
     result = []
     for source in sorted({case[0] for case in cases}):
         pool = pools.get(source)
@@ -294,13 +299,9 @@ def false_alarms_by_tile_count(cases: list[tuple[str, int, np.ndarray]], thresho
     """Per source with intact tiles, the share of intact photos of each tile count that the
     rule flags: with ``p`` the source's share of intact tiles at or over ``threshold``, the
     chance that at least ``tiles_needed`` of ``n`` independent tiles are (binomial)."""
-    intact: dict[str, list[np.ndarray]] = defaultdict(list)
-    for source, truth, probabilities in cases:
-        if truth == NEGATIVE:
-            intact[source].append(probabilities)
     growth = {}
-    for source, parts in sorted(intact.items()):
-        p = float(np.mean(np.concatenate(parts) >= threshold))
+    for source, tiles in _intact_tiles(cases).items():
+        p = float(np.mean(tiles >= threshold))
         # A photo of fewer tiles than the rule asks for needs all of them.
         growth[source] = {str(n): 1.0 - sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i)
                                             for i in range(min(tiles_needed, n)))

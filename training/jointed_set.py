@@ -27,7 +27,6 @@ photos with the model's own tiling, threshold and photo rule.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import posixpath
@@ -36,7 +35,6 @@ from collections import defaultdict
 from typing import Iterator
 
 import numpy as np
-from PIL import Image
 
 from crackscan import cli, decode, sources
 from crackscan.labels import CLASS_NAMES, NEGATIVE, POSITIVE
@@ -62,17 +60,11 @@ def _write(path: str, data: bytes) -> None:
         f.write(data)
 
 
-def _png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def test_windows(data_dir: str) -> Iterator[dict]:
+def test_windows(data_dir: str, tile_size: int = 224) -> Iterator[dict]:
     """The labelled test windows of a data set, decoded, with their source and photo."""
     from training import input_pipeline  # TensorFlow only where the set is built
 
-    for images, labels, meta in input_pipeline.dataset(data_dir, "test", 224, 64,
+    for images, labels, meta in input_pipeline.dataset(data_dir, "test", tile_size, 64,
                                                        with_meta=True).as_numpy_iterator():
         for index, label in enumerate(labels):
             yield {"pixels": images[index], "label": int(label),
@@ -107,13 +99,13 @@ def build(data_dir: str, survey: str | None, output: str, tile_size: int = 224) 
 
     def write(kind: str, label: int, name: str, pixels: np.ndarray) -> None:
         path = join(output, f"{kind}/{CLASS_NAMES[label]}/{name}.png")
-        _write(path, _png(pixels))
+        _write(path, windows.encode_png(pixels.astype(np.uint8)))
         written[kind][CLASS_NAMES[label]] += 1
 
     drawn: dict[tuple[str, int], list[np.ndarray]] = defaultdict(list)
     brick_photos: set[str] = set()
     with_intact: set[str] = set()
-    for number, window in enumerate(test_windows(data_dir)):
+    for number, window in enumerate(test_windows(data_dir, tile_size)):
         source, label = window["source"], window["label"]
         if source == "uav75":
             write("formwork", label, f"uav75-{number:05d}", window["pixels"])
@@ -129,8 +121,8 @@ def build(data_dir: str, survey: str | None, output: str, tile_size: int = 224) 
         if crop is not None:
             write("brick", NEGATIVE, f"masonry-clear-{number:04d}", crop)
     joints = RandomJoints(1.0, seed=DRAWN_SEED)
-    for (source, label), windows in sorted(drawn.items()):
-        jointed = np.asarray(joints(np.stack(windows).astype(np.float32), training=True))
+    for (source, label), batch in sorted(drawn.items()):
+        jointed = np.asarray(joints(np.stack(batch).astype(np.float32), training=True))
         for number, pixels in enumerate(jointed):
             write("drawn joints", label, f"{source}-{number:03d}", np.round(pixels))
     skipped = []
@@ -152,20 +144,14 @@ def build(data_dir: str, survey: str | None, output: str, tile_size: int = 224) 
     manifest = {"kinds": {kind: dict(written[kind]) for kind in KINDS if kind in written},
                 "skipped": skipped, "data": data_dir, "survey": survey,
                 "drawn_seed": DRAWN_SEED}
-    _write(join(output, "manifest.json"),
-                       json.dumps(manifest, indent=2).encode())
+    _write(join(output, "manifest.json"), json.dumps(manifest, indent=2).encode())
     return manifest
 
 
-def photo_probabilities(model_dir: str, images: list[np.ndarray], threads: int = 2
-                        ) -> tuple[np.ndarray, ModelCard]:
+def photo_probabilities(card: ModelCard, classifier: TFLiteClassifier,
+                        images: list[np.ndarray]) -> np.ndarray:
     """Each image's photo probability under the model's card: tiled as the scorer tiles,
     then reduced by the card's photo rule."""
-    card = ModelCard.read(model_dir)
-    if card.tflite_uri is None:
-        raise ValueError(f"{model_dir}: the card lists no LiteRT file; add one with "
-                         f"crackscan-export-tflite --model {model_dir}")
-    classifier = TFLiteClassifier(sources.read_file(card.tflite_uri), threads)
     result = []
     for pixels in images:
         height, width = pixels.shape[:2]
@@ -174,13 +160,18 @@ def photo_probabilities(model_dir: str, images: list[np.ndarray], threads: int =
         tiles = [tile for _, _, tile in plan.tiles(plan.canvas(pixels))]
         tile_probabilities = classifier.predict(np.stack(tiles))[:, card.positive_index]
         result.append(card.photo_probability(tile_probabilities))
-    return np.array(result), card
+    return np.array(result)
 
 
 def evaluate(model_dir: str, set_dir: str) -> dict[str, dict]:
     """Per kind the set's manifest lists: intact photos flagged and cracked photos found,
     at the card's photo threshold."""
     kinds = json.loads(sources.read_file(join(set_dir, "manifest.json")))["kinds"]
+    card = ModelCard.read(model_dir)
+    if card.tflite_uri is None:
+        raise ValueError(f"{model_dir}: the card lists no LiteRT file; add one with "
+                         f"crackscan-export-tflite --model {model_dir}")
+    classifier = TFLiteClassifier(sources.read_file(card.tflite_uri), threads=2)
     figures = {}
     for kind, counts in kinds.items():
         result = {}
@@ -190,7 +181,7 @@ def evaluate(model_dir: str, set_dir: str) -> dict[str, dict]:
                 continue
             uris = sources.expand(join(set_dir, f"{kind}/{CLASS_NAMES[label]}/"))
             images = [decode.decode_rgb(sources.read_file(uri)) for uri in uris]
-            probabilities, card = photo_probabilities(model_dir, images)
+            probabilities = photo_probabilities(card, classifier, images)
             result[label] = (int((probabilities >= card.photo_cutoff).sum()), len(images))
         (flagged, intact), (found, cracked) = result[NEGATIVE], result[POSITIVE]
         figures[kind] = {"intact": intact, "flagged": flagged,
