@@ -14,6 +14,7 @@ runtime's default instead.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -37,26 +38,64 @@ def cache_path() -> Path:
     return Path(root) / "crackscan" / CACHE_FILE
 
 
-def cpu_identity(cpuinfo: str | None = None) -> str:
-    """The CPU's model name and a digest of its instruction-set flags.
+# Instruction-set flags that give int8 dot products, as /proc/cpuinfo names them: on x86
+# AVX-512 VNNI, AVX-VNNI (and its INT8 extension) and AMX; on Arm the dot-product and int8
+# matrix extensions ("Features": asimddp, i8mm, svei8mm; "dotprod" where a kernel says so).
+# XNNPACK's int8 kernels run 1.4x or more over float only on these (bench/README.md
+# section 7: without them int8 gained 1.02x in the pipeline).
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "avx_vnni_int8", "amx_int8",
+              "asimddp", "dotprod", "i8mm", "svei8mm")
 
-    A cached choice must not follow a disk image to other hardware, and a virtual machine's
-    model name ("AMD EPYC") can hide the generation, whose vector extensions (AVX-512, VNNI)
-    decide which XNNPACK kernels run. ``cpuinfo`` is /proc/cpuinfo's text, read when omitted.
-    """
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as handle:
-                cpuinfo = handle.read()
-        except OSError:
-            cpuinfo = ""
+
+@functools.lru_cache(maxsize=1)
+def read_cpuinfo() -> str:
+    """/proc/cpuinfo's text, read once per process ("" where there is none, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def _first_fields(cpuinfo: str) -> dict[str, str]:
+    """The first core's ``key: value`` lines: every core of a machine reports the same."""
     fields: dict[str, str] = {}
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _flags(fields: dict[str, str]) -> set[str]:
+    """x86 lists its extensions under "flags", Arm under "Features"."""
+    return set(fields.get("flags", "").split()) | set(fields.get("Features", "").split())
+
+
+def int8_dot_product_flags(cpuinfo: str | None = None) -> tuple[str, ...]:
+    """Which of :data:`INT8_FLAGS` this CPU has, in that order; ``cpuinfo`` is
+    /proc/cpuinfo's text, read when omitted."""
+    present = _flags(_first_fields(read_cpuinfo() if cpuinfo is None else cpuinfo))
+    return tuple(flag for flag in INT8_FLAGS if flag in present)
+
+
+def cpu_identity(cpuinfo: str | None = None) -> str:
+    """The CPU's model name, its int8 dot-product flags by name, and a digest of all its
+    instruction-set flags.
+
+    A cached choice must not follow a disk image to other hardware, and a virtual machine's
+    model name ("AMD EPYC") can hide the generation, whose vector extensions (AVX-512, VNNI)
+    decide which XNNPACK kernels run, and whether int8 beats float. The int8 flags are named
+    so that a reader of the cache sees why two machines' entries differ. ``cpuinfo`` is
+    /proc/cpuinfo's text, read (once) when omitted.
+    """
+    fields = _first_fields(read_cpuinfo() if cpuinfo is None else cpuinfo)
     name = fields.get("model name") or platform.processor() or platform.machine()
-    flags = " ".join(sorted(fields.get("flags", "").split()))
-    return f"{name}|flags={hashlib.sha256(flags.encode()).hexdigest()[:12]}" if flags else name
+    flags = _flags(fields)
+    if not flags:
+        return name
+    int8 = "+".join(flag for flag in INT8_FLAGS if flag in flags) or "none"
+    digest = hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:12]
+    return f"{name}|int8={int8}|flags={digest}"
 
 
 def _litert_version() -> str:
@@ -88,17 +127,32 @@ def images_per_second(forward: Callable[[np.ndarray], object], images: np.ndarra
     return done / (time.perf_counter() - started)
 
 
-def measure(forward: Callable[[np.ndarray], object], tile_size: int,
-            candidates: tuple[int, ...] = CANDIDATES) -> dict[int, float]:
-    """Images/s at each candidate batch size, one batch of random tiles repeated: the
-    arithmetic does not depend on the pixels, and the launcher has none decoded yet."""
+def measure_each(forwards: dict[str, Callable[[np.ndarray], object]], tile_size: int,
+                 candidates: tuple[int, ...] = CANDIDATES) -> dict[str, dict[int, float]]:
+    """Images/s of each named forward at each candidate batch size, one batch of random
+    tiles repeated: the arithmetic does not depend on the pixels, and the launcher has none
+    decoded yet. At each size the forwards take turns, so a neighbour's burst slows every
+    file's timing of that size, not one file's."""
     tiles = np.random.default_rng(0).integers(0, 256, (max(candidates), tile_size, tile_size, 3),
                                               dtype=np.uint8)
-    return {batch: images_per_second(forward, tiles[:batch], batch, warm_up=1)
-            for batch in candidates}
+    rates: dict[str, dict[int, float]] = {name: {} for name in forwards}
+    for batch in candidates:
+        for name, forward in forwards.items():
+            rates[name][batch] = images_per_second(forward, tiles[:batch], batch, warm_up=1)
+    return rates
 
 
-def _read_cache(path: Path) -> dict[str, dict]:
+def time_litert(contents: dict[str, bytes], threads: int, tile_size: int,
+                candidates: tuple[int, ...] = CANDIDATES) -> dict[str, dict[int, float]]:
+    """Images/s of each named LiteRT file on ``threads`` threads at each candidate size,
+    the files in turns (:func:`measure_each`): the interpreters the workers will run."""
+    from crackscan.tflite_model import TFLiteClassifier
+
+    return measure_each({name: TFLiteClassifier(content, threads).predict
+                         for name, content in contents.items()}, tile_size, candidates)
+
+
+def read_cache(path: Path) -> dict[str, dict]:
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -106,7 +160,7 @@ def _read_cache(path: Path) -> dict[str, dict]:
     return cached if isinstance(cached, dict) else {}
 
 
-def _write_cache(path: Path, cached: dict[str, dict]) -> None:
+def write_cache(path: Path, cached: dict[str, dict]) -> None:
     """Atomically, so two launches at once leave one whole file; a cache that cannot be
     written only costs the next launch another measurement."""
     try:
@@ -125,15 +179,13 @@ def fastest_batch_size(content: Callable[[], bytes], sha256: str, threads: int,
     LiteRT file whose hash is ``sha256`` run on ``threads`` threads; ``content`` reads the
     file, only when the cache has no answer."""
     path, key = cache_path(), cache_key(sha256, threads)
-    cached = _read_cache(path)
+    cached = read_cache(path)
     entry = cached.get(key)
     if isinstance(entry, dict) and entry.get("batch_size") in CANDIDATES:
         rates = {int(batch): float(rate) for batch, rate in entry.get("rates", {}).items()}
         return entry["batch_size"], rates, True
-    from crackscan.tflite_model import TFLiteClassifier
-
     started = time.perf_counter()
-    rates = measure(TFLiteClassifier(content(), threads).predict, tile_size)
+    rates = time_litert({"file": content()}, threads, tile_size)["file"]
     best = max(rates, key=rates.__getitem__)
     logging.info("batch size %d: fastest for this model file on %d LiteRT thread(s) here "
                  "(images/s %s; measured in %.1f s, cached in %s)", best, threads,
@@ -141,5 +193,5 @@ def fastest_batch_size(content: Callable[[], bytes], sha256: str, threads: int,
                  time.perf_counter() - started, path)
     cached[key] = {"batch_size": best, "rates": {str(b): round(r, 1) for b, r in rates.items()},
                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _write_cache(path, cached)
+    write_cache(path, cached)
     return best, rates, False

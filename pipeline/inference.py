@@ -33,6 +33,9 @@ SCORES, FAILED, SINGLE = "scores", "failed", "single"
 SHIPPED_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_model")
 LITERT, LITERT_INT8, KERAS = "litert", "litert-int8", "keras"
 RUNTIMES = (LITERT_INT8, LITERT, KERAS)
+# Not a --runtime: the float or int8 file, whichever each remote worker times faster
+# (pipeline.runtime_choice).
+LITERT_PER_WORKER = "litert-per-worker"
 # Tiles per model call where the launcher cannot measure the workers' (pipeline.batch_size):
 # XNNPACK runs MobileNetV2 ~10% faster per image at 8 than at 32 on several threads (a
 # batch's activations stay in cache), while Keras gains up to 32 from fewer calls of its own
@@ -204,8 +207,14 @@ class LiteRTTileModelHandler(TileModelHandler):
 def tile_model_handler(spec: ModelCard, batch_size: int | None, runtime: str,
                        threads: int) -> TileModelHandler:
     """The runtime's handler; ``batch_size`` None takes the runtime's default."""
-    if runtime not in RUNTIMES:
+    if runtime not in (*RUNTIMES, LITERT_PER_WORKER):
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
+    if runtime == LITERT_PER_WORKER:
+        # That module builds on this one's handlers, so it is imported when needed.
+        from pipeline.runtime_choice import WorkerChoosesTileModelHandler
+
+        return WorkerChoosesTileModelHandler(spec, batch_size or DEFAULT_BATCH_SIZES[LITERT],
+                                             threads)
     batch_size = batch_size or DEFAULT_BATCH_SIZES[runtime]
     if runtime in (LITERT, LITERT_INT8):
         return LiteRTTileModelHandler(spec, batch_size, threads, int8=runtime == LITERT_INT8)
@@ -230,7 +239,7 @@ def _tile_score(key: TileKey, result: PredictionResult
     if isinstance(result.inference, TileFailure):
         yield TaggedOutput(FAILED, (key.uri, result.inference.reason))
         return
-    score = TileScore(key.tile, key.box, probability(result.inference))
+    score = TileScore(key.tile, key.box, probability(result.inference), result.model_id)
     if key.info is not None:
         yield TaggedOutput(SINGLE, (key.info, score))
     else:

@@ -66,6 +66,9 @@ class TileScore(NamedTuple):
     tile: int
     box: tuple[int, int, int, int]
     crack_probability: float
+    # The version of the model file that scored the tile (None: the card's): on a remote
+    # runner each worker may run the float or the int8 file (pipeline.runtime_choice).
+    model_version: str | None = None
 
 
 class ScoredImage(NamedTuple):

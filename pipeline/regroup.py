@@ -39,7 +39,8 @@ def scored_image(spec: ModelCard, info: ImageInfo, scores: list[TileScore]) -> S
         "height": info.height,
         "tiles": info.tiles,
         "positive_tiles": sum(s.crack_probability >= spec.threshold for s in scores),
-        "model_version": spec.version,
+        # One worker scores all of an image's tiles, with one file.
+        "model_version": scores[0].model_version or spec.version,
         "scored_at": utc_now(),
         "sha256": info.sha256,
         **info.metadata.columns(),

@@ -21,6 +21,7 @@ from PIL import Image
 
 from pipeline.report_map import PROBABILITY_COLORMAP as HEAT_COLORMAP
 from pipeline.report_map import card_id, survey_map
+from pipeline.runtime_choice import describe
 
 # Strong enough to see the heat, weak enough to still see the crack underneath it.
 HEAT_ALPHA = 0.45
@@ -384,6 +385,9 @@ def render_report(summary: dict, top_images: list[dict], errors: list[dict],
     """
     model = summary.get("model_version")
     model_line = f'<div class="model">model <code>{_e(model)}</code></div>' if model else ""
+    if summary.get("inference"):  # which file ran, why, and the rates it was chosen on
+        model_line += f'<div class="model">{_e(describe(summary["inference"]))}</div>'
+
     title = "Crack scan report" + (f" &middot; {_e(summary['output'])}"
                                    if summary.get("output") else "")
     points = list(points)

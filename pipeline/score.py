@@ -28,10 +28,11 @@ from crackscan import cli, sources, verbosity
 from crackscan.decode import DEFAULT_MAX_PIXELS
 from crackscan.model_card import ModelCard, ModelCardError, join
 from crackscan.tiles import default_stride
-from pipeline.batch_size import fastest_batch_size
+from pipeline import runtime_choice
+from pipeline.batch_size import fastest_batch_size, time_litert
 from pipeline.inference import (DEFAULT_BATCH_SIZES, FAILED, KERAS, LITERT, LITERT_INT8,
-                                RUNTIMES, SCORES, SHIPPED_MODEL_DIR, SINGLE, ScoreTiles,
-                                litert_file, read_checked, tile_model_handler)
+                                LITERT_PER_WORKER, RUNTIMES, SCORES, SHIPPED_MODEL_DIR, SINGLE,
+                                ScoreTiles, litert_file, read_checked, tile_model_handler)
 from pipeline.reading import ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPredictions
 from pipeline.records import ScoredImage, tile_rows
 from pipeline.regroup import SCORED, RegroupByImage
@@ -45,6 +46,7 @@ from pipeline.flink import with_defaults as flink_defaults
 from pipeline.sinks import FORMATS, WriteJsonLines, WritePredictions
 from pipeline.run_status import REPORT_FILE, SUMMARY_FILE, unfinished_run_reason
 from pipeline.run_config import DEFAULT_REVIEW_PER_PHOTO, RunConfig
+from pipeline.runtime_choice import RuntimeChoice, Timer, rates_text
 from pipeline.summary import Summarize
 from pipeline.tiling import INFOS, TILES, DecodeAndTile
 from pipeline.tiling import ERRORS as TILING_ERRORS
@@ -115,8 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime", choices=RUNTIMES,
                         help="model runtime: litert-int8 runs the card's int8 .tflite (listed "
                              "only when it passed its accuracy gate against the float model), "
-                             "litert the float .tflite, keras model.keras (default: the first "
-                             "of these the model card lists)")
+                             "litert the float .tflite, keras model.keras (default: where the "
+                             "card lists an int8 file, whichever of it and the float .tflite "
+                             "is faster on the machine that runs them, int8 only when "
+                             f"{runtime_choice.INT8_MARGIN}x as fast; else the float .tflite, "
+                             "else keras)")
     parser.add_argument("--litert-threads", type=_positive_int, metavar="N",
                         help="XNNPACK threads per LiteRT interpreter (default: the CPU count "
                              "divided among the DirectRunner's workers; 1 on other runners, "
@@ -152,9 +157,12 @@ def _matching(pattern: str) -> list[str]:
         return []
 
 
-def runtime_for(args: argparse.Namespace, spec: ModelCard) -> str:
-    """The runtime asked for, or the fastest the card lists: its int8 file (listed only when
-    it passed its gate), else its float .tflite, else Keras."""
+def runtime_for(args: argparse.Namespace, spec: ModelCard, options: PipelineOptions,
+                threads: int, timer: Timer = time_litert) -> RuntimeChoice:
+    """The runtime asked for; else where the card lists an int8 file (only when it passed
+    its gate), the faster of it and the float .tflite on the machine that runs them
+    (``pipeline.runtime_choice``: timed here on the DirectRunner, by each worker elsewhere);
+    else the float .tflite, else Keras. ``timer`` times the two files here."""
     if args.runtime == LITERT_INT8 and spec.int8_uri is None:
         raise SetupError(f"--runtime litert-int8: {args.model} lists no int8 model that "
                          f"passed its accuracy gate (see int8.gate in its model card); add "
@@ -168,8 +176,12 @@ def runtime_for(args: argparse.Namespace, spec: ModelCard) -> str:
                          f"add one with python -m training.export_tflite --model "
                          f"{args.model}, or use --runtime keras")
     if args.runtime:
-        return args.runtime
-    return LITERT_INT8 if spec.int8_uri else LITERT if spec.tflite_uri else KERAS
+        return RuntimeChoice(args.runtime, runtime_choice.FORCED)
+    if spec.int8_uri is None or spec.tflite_uri is None:
+        return RuntimeChoice(LITERT if spec.tflite_uri else KERAS, runtime_choice.NO_INT8)
+    if options.view_as(StandardOptions).runner not in DIRECT_RUNNERS:
+        return RuntimeChoice(LITERT_PER_WORKER, runtime_choice.WORKERS_DECIDE)
+    return runtime_choice.on_launcher(spec, threads, timer)
 
 
 def local_defaults(pipeline_args: list[str]) -> list[str]:
@@ -222,13 +234,19 @@ def litert_threads(args: argparse.Namespace, options: PipelineOptions) -> int:
 
 
 def batch_size(args: argparse.Namespace, options: PipelineOptions, spec: ModelCard,
-               runtime: str, threads: int) -> dict[str, Any]:
+               choice: RuntimeChoice, threads: int) -> dict[str, Any]:
     """Tiles per model call and where that number came from: ``--batch-size``; else, for a
     LiteRT file on the DirectRunner, the fastest measured here for that file on the
-    workers' thread count (``pipeline.batch_size``); else the runtime's default, since a
-    remote runner's workers are not the machine the launcher could measure."""
+    workers' thread count (``pipeline.batch_size``; where float and int8 were timed for the
+    choice, that same measurement); else the runtime's default, since a remote runner's
+    workers are not the machine the launcher could measure."""
     if args.batch_size:
         return {"batch_size": args.batch_size, "batch_size_from": "--batch-size"}
+    if choice.batch_size() is not None:
+        return {"batch_size": choice.batch_size(),
+                "batch_size_from": "measured here (cached)"
+                if choice.why == runtime_choice.MEASURED_CACHED else "measured here"}
+    runtime = choice.runtime
     if runtime in (LITERT, LITERT_INT8) and \
             options.view_as(StandardOptions).runner in DIRECT_RUNNERS:
         uri, sha256 = litert_file(spec, int8=runtime == LITERT_INT8)
@@ -236,7 +254,8 @@ def batch_size(args: argparse.Namespace, options: PipelineOptions, spec: ModelCa
                                              threads, spec.tile_size)
         return {"batch_size": size,
                 "batch_size_from": "measured here (cached)" if cached else "measured here"}
-    return {"batch_size": DEFAULT_BATCH_SIZES[runtime], "batch_size_from": "default"}
+    return {"batch_size": DEFAULT_BATCH_SIZES[LITERT if runtime == LITERT_PER_WORKER
+                                              else runtime], "batch_size_from": "default"}
 
 
 def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
@@ -246,15 +265,17 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
     spec = ModelCard.read(args.model)
     tile_size = args.tile_size or spec.tile_size
     stride = args.tile_stride or default_stride(tile_size)
-    runtime = runtime_for(args, spec)
-    if runtime == LITERT_INT8:
-        spec = spec.for_int8()
-    if runtime in (LITERT, LITERT_INT8) and tile_size != spec.tile_size:
+    if tile_size != spec.tile_size and args.runtime != KERAS and spec.tflite_uri:
         raise SetupError(f"--tile-size {tile_size}: the model's .tflite takes "
                          f"{spec.tile_size}-pixel tiles only; use --runtime keras for "
                          f"other tile sizes")
-    logging.info("runtime: %s", runtime)
     threads = litert_threads(args, options)
+    choice = runtime_for(args, spec, options, threads)
+    runtime = choice.runtime
+    if runtime == LITERT_INT8:
+        spec = spec.for_int8()
+    logging.info("runtime: %s (%s)%s", runtime, choice.why,
+                 f"; {rates_text(choice.best_rates())}" if choice.rates else "")
     if stride > tile_size:
         raise SetupError(f"--tile-stride {stride} is larger than the tile size {tile_size}: "
                          f"parts of every photo would never be scored")
@@ -280,7 +301,8 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
                      spec=spec, tile_size=tile_size, tile_stride=stride,
                      max_pixels=args.max_pixels, report_top=args.report_top, started=started,
                      reuse_from=reuse_from, write_tiles=args.write_tiles, runtime=runtime,
-                     **batch_size(args, options, spec, runtime, threads),
+                     runtime_from=choice.why, runtime_rates=choice.best_rates(),
+                     **batch_size(args, options, spec, choice, threads),
                      litert_threads=threads,
                      output_format=args.format, bigquery_table=args.bigquery_table,
                      export_review=args.export_review,
@@ -336,6 +358,10 @@ def _log_counters(result: beam.runners.runner.PipelineResult) -> None:
         logging.info("counter %s = %d", counter.key.metric.name, counted(counter))
     for worker, tiles in sorted(per_worker(result, TILES_SCORED).items()):
         logging.info("worker %s scored %d tiles", worker, tiles)
+    for runtime in (LITERT, LITERT_INT8):  # what remote workers chose (runtime_choice)
+        counter = runtime_choice.worker_counter(runtime)
+        for worker, tiles in sorted(per_worker(result, counter).items()):
+            logging.info("worker %s ran %s on %d tiles", worker, runtime, tiles)
 
 
 def dry_run(args: argparse.Namespace, options: PipelineOptions) -> dict[str, Any]:

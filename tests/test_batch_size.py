@@ -10,7 +10,7 @@ import pytest
 
 from crackscan.model_card import read_card
 from pipeline.batch_size import (CANDIDATES, cache_key, cache_path, cpu_identity,
-                                 fastest_batch_size)
+                                 fastest_batch_size, int8_dot_product_flags, read_cpuinfo)
 from pipeline.inference import SHIPPED_MODEL_DIR
 from pipeline.score import run
 from scoring_helpers import IN_MEMORY, score
@@ -71,7 +71,9 @@ def test_run_uses_and_reports_the_cached_measurement(own_cache: Path, tmp_path: 
     own_cache.write_text(json.dumps({cache_key(shipped_sha256(), 2): {"batch_size": 16}}))
     summary = score("--input", photos, "--output", tmp_path / "cached", "--litert-threads", "2")
     assert summary["inference"] == {"runtime": "litert", "batch_size": 16, "litert_threads": 2,
-                                    "batch_size_from": "measured here (cached)"}
+                                    "batch_size_from": "measured here (cached)",
+                                    "runtime_from": "no int8 file in the model card",
+                                    "runtime_rates": None}
     assert summary["scored"] == 3
 
     chosen = score("--input", photos, "--output", tmp_path / "chosen", "--batch-size", "3")
@@ -83,7 +85,9 @@ def test_remote_workers_take_the_runtimes_default(own_cache: Path, tmp_path: Pat
     plan = run(["--input", str(SAMPLE), "--output", str(tmp_path / "out"), "--dry-run",
                 "--runner=PortableRunner", "--job_endpoint=localhost:1", IN_MEMORY])
     assert plan["inference"] == {"runtime": "litert", "batch_size": 8, "litert_threads": 1,
-                                 "batch_size_from": "default"}
+                                 "batch_size_from": "default",
+                                 "runtime_from": "no int8 file in the model card",
+                                 "runtime_rates": None}
     assert not own_cache.exists()
 
 
@@ -94,5 +98,36 @@ def test_one_cpu_name_with_other_vector_extensions_is_another_machine():
     second_core = avx2 + avx2.replace("processor\t: 0", "processor\t: 1")
     assert cpu_identity(avx2) != cpu_identity(vnni)
     assert cpu_identity(avx2) == cpu_identity(second_core)
-    assert cpu_identity(avx2).startswith("AMD EPYC|flags=")
+    assert cpu_identity(avx2).startswith("AMD EPYC|int8=none|flags=")
     assert cpu_identity("model name\t: Apple M2\n") == "Apple M2"
+
+
+def test_the_cache_key_names_the_cpus_int8_dot_product_flags():
+    """int8 beats float only with fast int8 dot products: a cached choice made on a VNNI
+    host must not follow a disk to an AVX2 one, nor an Arm one's across dotprod."""
+    avx2 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx avx2 avx512f\n"
+    vnni = avx2.replace("avx512f", "avx512f avx512_vnni avx512_bf16")
+    avx_vnni = avx2.replace("avx512f", "avx_vnni")
+    assert int8_dot_product_flags(avx2) == ()
+    assert int8_dot_product_flags(vnni) == ("avx512_vnni",)
+    assert int8_dot_product_flags(avx_vnni) == ("avx_vnni",)
+    assert "|int8=avx512_vnni|" in cpu_identity(vnni)
+    assert len({cpu_identity(text) for text in (avx2, vnni, avx_vnni)}) == 3
+
+    neoverse_n1 = "processor\t: 0\nFeatures\t: fp asimd aes crc32 atomics asimddp\n"
+    neoverse_v1 = neoverse_n1.replace("asimddp", "asimddp i8mm svei8mm")
+    cortex_a72 = neoverse_n1.replace(" asimddp", "")
+    assert int8_dot_product_flags(neoverse_v1) == ("asimddp", "i8mm", "svei8mm")
+    assert int8_dot_product_flags(cortex_a72) == ()
+    assert len({cpu_identity(text) for text in (neoverse_n1, neoverse_v1, cortex_a72)}) == 3
+    assert "|int8=none|" in cpu_identity(cortex_a72)
+
+
+def test_this_machines_cpuinfo_is_read_once_and_keys_the_cache():
+    read_cpuinfo.cache_clear()
+    key = cache_key("ab" * 32, 1)
+    again = cache_key("ab" * 32, 1)
+    assert key == again and read_cpuinfo.cache_info().misses == 1
+    assert cpu_identity() in key
+    if read_cpuinfo():  # Linux: the key names this CPU's int8 flags
+        assert f"|int8={'+'.join(int8_dot_product_flags()) or 'none'}|" in key

@@ -1,5 +1,6 @@
 """The int8 model: quantized on the data set, gated per source against the float file,
-listed in the card only when it passed, and then the scorer's default.
+listed in the card only when it passed, and then run where it is faster: the launcher times
+both files here, a remote worker times them where it runs.
 
 Real conversions throughout (calibration, the quantization debugger, LiteRT) on a small
 convolutional model trained for a few seconds on the checked-in concrete patches, so its
@@ -8,19 +9,33 @@ verdicts mean something; real pipeline runs for the scorer's choice.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import io
+import json
 from pathlib import Path
 
+import apache_beam as beam
 import keras
 import numpy as np
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 
+from crackscan import cli
 from crackscan.model_card import ModelCard, ModelCardError, file_sha256, read_card, write_card
-from pipeline.inference import LITERT, LITERT_INT8, LiteRTTileModelHandler
-from pipeline.score import SetupError, run, runtime_for
+from crackscan.tflite_model import TFLiteClassifier
+from pipeline.batch_size import cache_path
+from pipeline.inference import (LITERT, LITERT_INT8, LITERT_PER_WORKER, LiteRTTileModelHandler,
+                                litert_file, read_checked)
+from pipeline.runtime_choice import (INT8_MARGIN, WORKERS_DECIDE, Timer,
+                                     WorkerChoosesTileModelHandler, faster, on_launcher,
+                                     worker_counter)
+from pipeline.score import SetupError, build, build_parser, prepare, run, runtime_for
+from pipeline.workers import per_worker
 from training import export_tflite, input_pipeline, int8_export
 from training.int8_gate import GateLimits, SplitScores, gate
 
-from scoring_helpers import read_predictions
+from scoring_helpers import IN_MEMORY, read_predictions
 
 TILE = 227  # the checked-in patches' size
 
@@ -33,6 +48,13 @@ def small_model() -> keras.Model:
     x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+
+
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The launcher's measurements go to this test's own cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return cache_path()
 
 
 @pytest.fixture(scope="module")
@@ -156,35 +178,148 @@ def runtime_args(model_dir: Path, runtime: str | None = None) -> argparse.Namesp
     return argparse.Namespace(model=str(model_dir), runtime=runtime)
 
 
-def test_the_scorer_takes_the_int8_file_by_default_only_when_it_passed(
-        passed_dir: Path, refused_dir: Path, float_dir: Path):
+LOCAL, REMOTE = PipelineOptions([]), PipelineOptions(["--runner=PortableRunner"])
+
+
+def favouring(winner: str, ratio: float) -> Timer:
+    """A timer that rates ``winner`` ``ratio`` times the other file; float runs fastest at
+    batch 1 and int8 at 8, as on the AVX2 machine of bench/README.md section 8."""
+    def timer(contents: dict[str, bytes], threads: int, tile_size: int,
+              candidates: tuple[int, ...]) -> dict[str, dict[int, float]]:
+        peak = {LITERT: 1, LITERT_INT8: 8}
+        return {runtime: {batch: (ratio if runtime == winner else 1.0)
+                          * (100.0 if batch == peak[runtime] else 80.0)
+                          for batch in candidates} for runtime in contents}
+    return timer
+
+
+def untimed(*_: object) -> dict[str, dict[int, float]]:
+    raise AssertionError("timed although nothing needed timing")
+
+
+def test_the_default_runtime_follows_the_rates_timed_here(
+        passed_dir: Path, refused_dir: Path, float_dir: Path, own_cache: Path):
     passed = ModelCard.read(str(passed_dir))
-    assert runtime_for(runtime_args(passed_dir), passed) == LITERT_INT8
-    assert runtime_for(runtime_args(passed_dir, LITERT), passed) == LITERT
+    default = runtime_args(passed_dir)
+    choice = runtime_for(default, passed, LOCAL, 1, favouring(LITERT_INT8, 1.5))
+    assert (choice.runtime, choice.why) == (LITERT_INT8, "measured here")
+    assert choice.best_rates() == {LITERT: 100.0, LITERT_INT8: 150.0}
+    assert choice.batch_size() == 8
+    # Cached per pair of files, thread count and CPU: the next launch here times nothing.
+    again = runtime_for(default, passed, LOCAL, 1, untimed)
+    assert (again.runtime, again.why, again.rates) == (LITERT_INT8, "measured here (cached)",
+                                                       choice.rates)
+    # Another thread count is another measurement: here float is as fast or faster.
+    for threads, timer in ((2, favouring(LITERT_INT8, 1.1)), (3, favouring(LITERT, 1.2))):
+        choice = runtime_for(default, passed, LOCAL, threads, timer)
+        assert (choice.runtime, choice.batch_size()) == (LITERT, 1), \
+            f"int8 below the {INT8_MARGIN}x margin must not be taken"
+    assert faster({LITERT: 100.0, LITERT_INT8: 100.0 * INT8_MARGIN}) == LITERT_INT8
+
+    for runtime in (LITERT, LITERT_INT8):  # --runtime forces either, untimed
+        forced = runtime_for(runtime_args(passed_dir, runtime), passed, LOCAL, 4, untimed)
+        assert (forced.runtime, forced.why, forced.best_rates()) == (runtime, "--runtime", None)
+    remote = runtime_for(default, passed, REMOTE, 1, untimed)
+    assert (remote.runtime, remote.why) == (LITERT_PER_WORKER, WORKERS_DECIDE)
     for folder in (refused_dir, float_dir):
         spec = ModelCard.read(str(folder))
         assert spec.int8_uri is None
-        assert runtime_for(runtime_args(folder), spec) == LITERT
+        assert runtime_for(runtime_args(folder), spec, LOCAL, 1, untimed).runtime == LITERT
         with pytest.raises(SetupError, match="no int8 model that passed"):
-            runtime_for(runtime_args(folder, LITERT_INT8), spec)
+            runtime_for(runtime_args(folder, LITERT_INT8), spec, LOCAL, 1, untimed)
 
 
-def test_pipeline_runs_the_int8_file_by_default_and_the_float_one_on_request(
-        tmp_path: Path, passed_dir: Path, fixture_concrete_dir: Path):
+def plant_rates(spec: ModelCard, threads: int, float_rate: float, int8_rate: float) -> None:
+    """A measurement in the launcher's cache, as an earlier launch here leaves it: float
+    fastest at batch 1, int8 at 8."""
+    rates = {LITERT: {1: float_rate, 8: 0.8 * float_rate},
+             LITERT_INT8: {1: 0.8 * int8_rate, 8: int8_rate}}
+    assert on_launcher(spec, threads, lambda *_: rates).why == "measured here"
+
+
+def test_a_run_scores_on_the_runtime_measured_faster_and_says_why(
+        tmp_path: Path, passed_dir: Path, fixture_concrete_dir: Path, own_cache: Path):
+    spec = ModelCard.read(str(passed_dir))
     inputs = sorted(fixture_concrete_dir.glob("*/*.jpg"))[::6]
     argv = [arg for path in inputs for arg in ("--input", str(path))]
-    argv += ["--model", str(passed_dir)]
-    run(argv + ["--output", str(tmp_path / "default")])
-    run(argv + ["--output", str(tmp_path / "float"), "--runtime", "litert"])
-    on_int8 = read_predictions(tmp_path / "default")
-    on_float = read_predictions(tmp_path / "float")
-    assert sorted(on_int8) == sorted(on_float) == sorted(str(path) for path in inputs)
+    argv += ["--model", str(passed_dir), "--litert-threads", "1", IN_MEMORY]
     version = read_card(str(passed_dir))["model_sha256"][:12]
-    assert {row["model_version"] for row in on_int8.values()} == {f"{version}-int8"}
-    assert {row["model_version"] for row in on_float.values()} == {version}
+    runs = {}
+    for name, (float_rate, int8_rate) in {"int8": (100.0, 150.0), "float": (100.0, 105.0)}.items():
+        own_cache.unlink(missing_ok=True)
+        plant_rates(spec, 1, float_rate, int8_rate)
+        runs[name] = run(argv + ["--output", str(tmp_path / name)])
+        rows = read_predictions(tmp_path / name)
+        assert sorted(rows) == sorted(str(path) for path in inputs)
+        expected = f"{version}-int8" if name == "int8" else version
+        assert {row["model_version"] for row in rows.values()} == {expected}
+        assert runs[name]["inference"] == {
+            "runtime": LITERT_INT8 if name == "int8" else LITERT,
+            "runtime_from": "measured here (cached)",
+            "runtime_rates": {LITERT: float_rate, LITERT_INT8: int8_rate},
+            "batch_size": 8 if name == "int8" else 1,
+            "batch_size_from": "measured here (cached)", "litert_threads": 1}
+    report = (tmp_path / "int8" / "report.html").read_text()
+    assert "runtime litert-int8: measured here (cached); int8 150.0 vs float 100.0 " \
+           "images/s (1.50x; int8 wanted &gt;= 1.15x)" in report
+    on_int8, on_float = (read_predictions(tmp_path / name) for name in ("int8", "float"))
     gaps = [abs(float(on_int8[uri]["crack_probability"])
                 - float(on_float[uri]["crack_probability"])) for uri in on_int8]
-    assert 0 < max(gaps) < 0.05, "the default run must be the int8 file, close to float"
+    assert 0 < max(gaps) < 0.05, "two files ran, close to one another"
+
+    forced = run(argv + ["--output", str(tmp_path / "forced"), "--runtime", LITERT_INT8])
+    assert forced["inference"]["runtime_from"] == "--runtime"
+    assert forced["inference"]["runtime_rates"] is None
+    with contextlib.redirect_stdout(io.StringIO()):
+        plan = run(argv + ["--output", str(tmp_path / "remote"), "--dry-run",
+                           "--runner=PortableRunner", "--job_endpoint=localhost:1"])
+    assert plan["inference"] == {"runtime": LITERT_PER_WORKER, "runtime_from": WORKERS_DECIDE,
+                                 "runtime_rates": None, "batch_size": 8,
+                                 "batch_size_from": "default", "litert_threads": 1}
+
+
+def test_remote_workers_each_time_both_files_and_run_the_faster(passed_dir: Path):
+    spec = ModelCard.read(str(passed_dir))
+    tiles = [np.full((TILE, TILE, 3), level, np.uint8) for level in (40, 200)]
+    for winner, version in ((LITERT_INT8, spec.for_int8().version), (LITERT, spec.version)):
+        handler = WorkerChoosesTileModelHandler(spec, 2, 1, favouring(winner, 1.5))
+        model = handler.load_model()
+        assert model.version == version
+        results = handler.run_inference(tiles, model)
+        assert [result.model_id for result in results] == [version, version]
+        uri, sha256 = litert_file(spec, int8=winner == LITERT_INT8)
+        expected = TFLiteClassifier(read_checked(uri, sha256), 1).predict(tiles)
+        np.testing.assert_allclose([result.inference for result in results],
+                                   expected[:, spec.positive_index], atol=1e-6)
+
+
+def test_a_remote_job_counts_each_workers_choice_and_its_rows_name_the_file_it_ran(
+        tmp_path: Path, passed_dir: Path, fixture_concrete_dir: Path):
+    """The whole job as a remote runner builds it, run here: the worker times both files
+    for real, and its rows and counter follow what it chose."""
+    inputs = sorted(fixture_concrete_dir.glob("*/*.jpg"))[::10]
+    argv = [arg for path in inputs for arg in ("--input", str(path))]
+    args, beam_args = cli.parse_with_beam_options(build_parser(), argv + [
+        "--model", str(passed_dir), "--output", str(tmp_path / "out"), "--runtime", LITERT,
+        "--batch-size", "4", IN_MEMORY])
+    options = PipelineOptions(beam_args)
+    facts = dataclasses.replace(prepare(args, options), runtime=LITERT_PER_WORKER,
+                                runtime_from=WORKERS_DECIDE)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, facts)
+    result = pipeline.run()
+    result.wait_until_finish()
+    chosen = {runtime: per_worker(result, worker_counter(runtime))
+              for runtime in (LITERT, LITERT_INT8)}
+    ran = [runtime for runtime, workers in chosen.items() if workers]
+    assert len(ran) == 1 and list(chosen[ran[0]].values()) == [len(inputs)], chosen
+    spec = facts.spec
+    version = spec.for_int8().version if ran == [LITERT_INT8] else spec.version
+    rows = read_predictions(tmp_path / "out")
+    assert {row["model_version"] for row in rows.values()} == {version}
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["inference"]["runtime"] == LITERT_PER_WORKER
+    assert summary["inference"]["runtime_from"] == WORKERS_DECIDE
 
 
 def test_a_tampered_int8_file_is_refused_on_the_launcher_and_the_worker(
@@ -201,6 +336,9 @@ def test_a_tampered_int8_file_is_refused_on_the_launcher_and_the_worker(
     handler = LiteRTTileModelHandler(worker_spec.for_int8(), 8, 1, int8=True)
     with pytest.raises(ModelCardError, match="content changed since the job started"):
         handler.load_model()
+    # A remote worker that times both files refuses it before timing either.
+    with pytest.raises(ModelCardError, match="content changed since the job started"):
+        WorkerChoosesTileModelHandler(worker_spec, 8, 1, untimed).load_model()
     assert spec.int8_sha256 == worker_spec.int8_sha256
 
     hand_edited = copy_model_dir(passed_dir, tmp_path / "hand-edited")
