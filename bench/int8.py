@@ -20,10 +20,12 @@ The pipeline's marginal rate is ``(4000 - 1000) / (t_4000 - t_1000)`` of two who
 ``pipeline.score`` jobs with default options over copies of ``--images``: the per-image cost
 of reading, decoding, tiling, batching, inference and writing, without what a job pays once.
 Survey megapixels/s are the same difference over 2 and 6 copies of a 4800x6000 photo. A
-``--dry-run`` of each job first leaves the launcher's batch-size measurement in its cache,
-so that no timed job pays it. An int8 file the card does not list runs through a copy of
-the model folder whose card names it as the LiteRT file: the same code path, only the
-rows' model version differs.
+``--dry-run`` of each job first leaves the launcher's measurements (batch size, and float
+against int8) in its cache, so that no timed job pays them. Where the card lists the int8
+file, both files are forced with ``--runtime`` and a third job with no ``--runtime`` shows
+which one the default took here, why, and what it scores. An int8 file the card does not
+list runs through a copy of the model folder whose card names it as the LiteRT file: the
+same code path, only the rows' model version differs.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -42,6 +45,8 @@ from bench.measure import (add_litert_rate_flags, copy_images, images_per_second
                            interleaved_medians, machine, marginal_rate, markdown_table,
                            parallel_images_per_second)
 from bench.survey_memory import DEFAULT_PHOTO
+from pipeline.inference import LITERT, LITERT_INT8
+from pipeline.runtime_choice import describe
 from pipeline.score import run as score
 from crackscan.model_card import file_sha256, join, read_card, write_card
 from crackscan.tflite_model import TFLiteClassifier
@@ -50,6 +55,7 @@ from training.int8_gate import gate, split_scores
 
 BATCHES = (1, 8, 32)
 FILES = ("float", "int8")
+DEFAULT = "default"  # the pipeline job given no --runtime
 
 
 def layouts(threads: int, workers: int) -> tuple[str, str]:
@@ -76,9 +82,12 @@ def best_forward(rates: dict[str, dict[int, float]]) -> float:
 
 
 def pipeline_table(rates: dict[str, dict[str, dict[int, float]]],
-                   pipeline: dict[str, float], survey: dict[str, float]) -> str:
+                   pipeline: dict[str, float], survey: dict[str, float],
+                   default: dict[str, Any] | None = None) -> str:
     """The pipeline's marginal rate against the best raw rate of the same file and of the
-    float file (any layout, any batch size), and the survey photo's megapixels/s."""
+    float file (any layout, any batch size), and the survey photo's megapixels/s; with
+    ``default`` (the default job's ``inference``), a row for the job left to choose, named
+    by the runtime it took."""
     best = {name: best_forward(rates[name]) for name in FILES}
     header = ["file", "pipeline marginal", "/ its best forward", "/ float best forward"]
     if survey:
@@ -90,6 +99,12 @@ def pipeline_table(rates: dict[str, dict[str, dict[int, float]]],
                     + ([f"{survey[name]:.3g}"] if survey else []))
     rows.append(["int8 / float", f"{pipeline['int8'] / pipeline['float']:.2f}x", "", ""]
                 + ([f"{survey['int8'] / survey['float']:.2f}x"] if survey else []))
+    if default is not None:
+        took = "int8" if default["runtime"] == LITERT_INT8 else "float"
+        rows.append([f"default (took {took})", f"{pipeline[DEFAULT]:.1f}",
+                     f"{pipeline[DEFAULT] / best[took]:.2f}",
+                     f"{pipeline[DEFAULT] / best['float']:.2f}"]
+                    + ([f"{survey[DEFAULT]:.3g}"] if survey else []))
     return markdown_table(header, rows)
 
 
@@ -108,10 +123,14 @@ def model_folder_running(model_dir: str, int8_path: str, folder: str) -> str:
 
 def pipeline_rates(model_dir: str, int8_path: str | None, images: Path,
                    counts: tuple[int, int], repeats: int, survey: Path | None,
-                   survey_counts: tuple[int, int]) -> tuple[dict[str, float], dict[str, float]]:
+                   survey_counts: tuple[int, int]
+                   ) -> tuple[dict[str, float], dict[str, float], dict[str, Any] | None]:
     """Median marginal rates of the pipeline, default options, on each file (the card's
     int8 file when ``int8_path`` is None, else that file): images/s over copies of
-    ``images``, and megapixels/s over copies of the ``survey`` photo ({} without one)."""
+    ``images``, and megapixels/s over copies of the ``survey`` photo ({} without one).
+    Where the card lists the int8 file, each file is forced with ``--runtime`` and a third
+    job, ``default``, is left to choose; its ``inference`` (which runtime, why, the rates it
+    chose on) comes third, else None."""
     with tempfile.TemporaryDirectory() as work:
         small, large = (os.path.join(work, str(count)) for count in counts)
         for folder, count in zip((small, large), counts):
@@ -124,18 +143,21 @@ def pipeline_rates(model_dir: str, int8_path: str | None, images: Path,
             for index in range(count):
                 shutil.copyfile(survey, os.path.join(folder, f"{index:03d}{survey.suffix}"))
             photos.append((folder, count))
-        if int8_path is None:  # listed: the pipeline runs it by default, float on request
-            models = {"float": (model_dir, ["--runtime", "litert"]), "int8": (model_dir, [])}
+        if int8_path is None:  # listed: each file forced, and the default left to choose
+            models = {"float": (model_dir, ["--runtime", LITERT]),
+                      "int8": (model_dir, ["--runtime", LITERT_INT8]),
+                      DEFAULT: (model_dir, [])}
         else:
             os.mkdir(os.path.join(work, "int8"))
             models = {"float": (model_dir, []),
                       "int8": (model_folder_running(model_dir, int8_path,
                                                     os.path.join(work, "int8")), [])}
 
-        for folder, flags in models.values():
+        plans = {}
+        for name, (folder, flags) in models.items():
             with contextlib.redirect_stdout(io.StringIO()):
-                score(["--input", small, "--model", folder, "--dry-run",
-                       "--output", os.path.join(work, "dry-run"), *flags])
+                plans[name] = score(["--input", small, "--model", folder, "--dry-run",
+                                     "--output", os.path.join(work, "dry-run"), *flags])
 
         def measure(name: str) -> float:
             folder, flags = models[name]
@@ -151,8 +173,9 @@ def pipeline_rates(model_dir: str, int8_path: str | None, images: Path,
             print(f"  survey photos, {name}: {rate:.2f} MP/s", flush=True)
             return rate
 
-        return (interleaved_medians(measure, FILES, repeats),
-                interleaved_medians(measure_survey, FILES, repeats) if survey else {})
+        return (interleaved_medians(measure, tuple(models), repeats),
+                interleaved_medians(measure_survey, tuple(models), repeats) if survey else {},
+                plans[DEFAULT]["inference"] if DEFAULT in plans else None)
 
 
 def accuracy_table(report: dict) -> str:
@@ -225,10 +248,12 @@ def main(argv: list[str] | None = None) -> str:
             rates[name][single][batch], rates[name][pool][batch] = one[name], many[name]
     result = speed_table(rates)
     if not args.no_pipeline:
-        pipeline, survey = pipeline_rates(
+        pipeline, survey, default = pipeline_rates(
             args.model, args.int8 and str(args.int8), args.images, tuple(args.counts),
             args.repeats, None if args.no_survey else args.survey, tuple(args.survey_counts))
-        result += f"\n\n{pipeline_table(rates, pipeline, survey)}"
+        result += f"\n\n{pipeline_table(rates, pipeline, survey, default)}"
+        result += ("\n\ndefault job: " + describe(default) if default else
+                   "\n\ndefault job: runs float (the card lists no int8 file)")
     positive = card["class_names"].index(card["positive_class"])
     report = gate(split_scores(contents, args.data, "test", tile_size, positive),
                   "float", "int8", float(card["threshold"]))

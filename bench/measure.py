@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pipeline.batch_size import images_per_second
+from pipeline.batch_size import images_per_second, int8_dot_product_flags
 from pipeline.score import run as score
 from crackscan.decode import IMAGE_SUFFIXES
 
@@ -164,8 +164,9 @@ def machine() -> str:
             versions.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
             continue
-    return (f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, "
-            + ", ".join(versions))
+    int8 = "+".join(int8_dot_product_flags()) or "none"
+    return (f"{os.cpu_count()} cores, {model} (int8 dot-product flags: {int8}), "
+            f"Python {platform.python_version()}, " + ", ".join(versions))
 
 
 def add_litert_rate_flags(parser: argparse.ArgumentParser, per: str) -> None:

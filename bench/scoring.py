@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> str:
     tile = int(card["tile_size"])
     keras_model = keras.saving.load_model(join(args.model, card["model_file"]), compile=False)
     decoded = sample_images(args.images, tile, 256).astype(np.float32)
-    if "tflite_file" in card:  # the pipeline's default: the int8 file when one is listed
+    if "tflite_file" in card:  # the int8 file when one is listed, forced on the pipeline
         runtime = LITERT_INT8 if "int8_file" in card else LITERT
         with open(join(args.model, card["int8_file" if runtime == LITERT_INT8
                                         else "tflite_file"]), "rb") as handle:
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> str:
     else:
         runtime, forward = "keras", keras_model.predict_on_batch
     batch = DEFAULT_BATCH_SIZES[runtime]  # the pipeline's, so the ceiling is like for like
+    # The pipeline runs the ceiling's file, not whichever its default would time faster.
+    pinned = ["--runtime", runtime] if runtime != "keras" else []
     files = image_files(args.images)
     naive_files = files[::max(1, len(files) // args.naive_count)][:args.naive_count]
 
@@ -122,12 +124,13 @@ def main(argv: list[str] | None = None) -> str:
         measures: dict[str, Callable[[], float]] = {
             "ceiling": lambda: images_per_second(forward, decoded, batch, args.seconds),
             IN_MEMORY: lambda: pipeline_rate(args.model, folder, count,
-                                             [*ONE_PROCESS, "--batch-size", str(batch)]),
+                                             [*ONE_PROCESS, "--batch-size", str(batch),
+                                              *pinned]),
             "naive": lambda: naive_rate(keras_model, naive_files),
         }
         if not args.no_scaling:
             measures.update({name: (lambda flags=flags: pipeline_rate(args.model, folder,
-                                                                      count, flags))
+                                                                      count, [*flags, *pinned]))
                              for name, flags in SCALING.items()})
 
         def measure(name: str) -> float:

@@ -30,10 +30,12 @@ class RunConfig:
     # Whether tiles-*.jsonl is written, and so whether its rows are accounted for.
     write_tiles: bool = False
     runtime: str = "litert"
-    # Why that runtime (pipeline.runtime_choice: "--runtime", "measured here", ...), and
-    # the images/s of the float and int8 files it was chosen on, where they were timed.
+    # Why that runtime (pipeline.runtime_choice: "--runtime", "measured here", ...); where
+    # the float and int8 files were timed, their best images/s and int8 over float in the
+    # median over batch sizes.
     runtime_from: str = "--runtime"
     runtime_rates: dict[str, float] | None = None
+    runtime_speedup: float | None = None
     batch_size: int = 8
     # "--batch-size", "measured here", "measured here (cached)" or "default".
     batch_size_from: str = "default"
@@ -51,5 +53,6 @@ class RunConfig:
     def inference(self) -> dict[str, object]:
         """How the model runs, as the summary and ``--dry-run`` report it."""
         return {"runtime": self.runtime, "runtime_from": self.runtime_from,
-                "runtime_rates": self.runtime_rates, "batch_size": self.batch_size,
+                "runtime_rates": self.runtime_rates, "runtime_speedup": self.runtime_speedup,
+                "batch_size": self.batch_size,
                 "batch_size_from": self.batch_size_from, "litert_threads": self.litert_threads}

@@ -275,7 +275,8 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
     if runtime == LITERT_INT8:
         spec = spec.for_int8()
     logging.info("runtime: %s (%s)%s", runtime, choice.why,
-                 f"; {rates_text(choice.best_rates())}" if choice.rates else "")
+                 f"; {rates_text(choice.best_rates(), choice.speedup())}" if choice.rates
+                 else "")
     if stride > tile_size:
         raise SetupError(f"--tile-stride {stride} is larger than the tile size {tile_size}: "
                          f"parts of every photo would never be scored")
@@ -302,6 +303,7 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
                      max_pixels=args.max_pixels, report_top=args.report_top, started=started,
                      reuse_from=reuse_from, write_tiles=args.write_tiles, runtime=runtime,
                      runtime_from=choice.why, runtime_rates=choice.best_rates(),
+                     runtime_speedup=choice.speedup(),
                      **batch_size(args, options, spec, choice, threads),
                      litert_threads=threads,
                      output_format=args.format, bigquery_table=args.bigquery_table,

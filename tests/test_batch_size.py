@@ -73,7 +73,7 @@ def test_run_uses_and_reports_the_cached_measurement(own_cache: Path, tmp_path: 
     assert summary["inference"] == {"runtime": "litert", "batch_size": 16, "litert_threads": 2,
                                     "batch_size_from": "measured here (cached)",
                                     "runtime_from": "no int8 file in the model card",
-                                    "runtime_rates": None}
+                                    "runtime_rates": None, "runtime_speedup": None}
     assert summary["scored"] == 3
 
     chosen = score("--input", photos, "--output", tmp_path / "chosen", "--batch-size", "3")
@@ -87,7 +87,7 @@ def test_remote_workers_take_the_runtimes_default(own_cache: Path, tmp_path: Pat
     assert plan["inference"] == {"runtime": "litert", "batch_size": 8, "litert_threads": 1,
                                  "batch_size_from": "default",
                                  "runtime_from": "no int8 file in the model card",
-                                 "runtime_rates": None}
+                                 "runtime_rates": None, "runtime_speedup": None}
     assert not own_cache.exists()
 
 
