@@ -47,7 +47,8 @@ from pipeline.workers import count_here
 # CPU int8 is 1.4x or more, far clear of it.
 INT8_MARGIN = 1.15
 # A worker times each file at the job's batch size this many times, in turns, median kept:
-# ~1.5 s at load on the shipped float model, against a survey's minutes of scoring.
+# at least 0.25 s a file a round (batch_size.MIN_SECONDS) plus warm-up calls, a few seconds
+# once per worker process against a survey's minutes of scoring.
 WORKER_ROUNDS = 3
 
 # Why a runtime ran, as summary.json, --dry-run and report.html say it.
