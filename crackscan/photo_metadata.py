@@ -2,7 +2,9 @@
 
 An inspector acts on a cracked photo by going back to the spot: the verdict row needs the
 photo's position, the time of the flight and the camera (and, for DJI drones, which way the
-gimbal pointed). Cameras and editing tools write this metadata carelessly: wrong types,
+gimbal pointed). The lens's focal length, the sensor's focal-plane resolution and a DJI
+drone's height above its take-off point are read too: with them ``crackscan.gsd`` turns
+pixels into millimetres. Cameras and editing tools write this metadata carelessly: wrong types,
 rationals over zero, degrees off the globe, dates that are blanks. Metadata only describes a
 photo, so a value that cannot be trusted becomes None with a warning naming the field and
 the problem, and never costs the photo its verdict: nothing here raises.
@@ -23,6 +25,13 @@ GPS_LONGITUDE_REF, GPS_LONGITUDE = 0x0003, 0x0004
 GPS_ALTITUDE_REF, GPS_ALTITUDE = 0x0005, 0x0006
 MAKE, MODEL, DATE_TIME = 0x010F, 0x0110, 0x0132
 DATE_TIME_ORIGINAL, OFFSET_TIME, OFFSET_TIME_ORIGINAL = 0x9003, 0x9010, 0x9011
+FOCAL_LENGTH = 0x920A
+FOCAL_PLANE_X_RESOLUTION, FOCAL_PLANE_RESOLUTION_UNIT = 0xA20E, 0xA210
+# Millimetres per FocalPlaneResolutionUnit: EXIF 2.3 defines 2 (inch, its default) and 3
+# (centimetre); 4 (millimetre) and 5 (micrometre) are TIFF/EP's, which some cameras write.
+FOCAL_PLANE_UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}
+# Above any drone's ceiling, and below any take-off point's depth.
+RELATIVE_ALTITUDE_LIMIT_M = 10_000.0
 TIFF_XMP = 700
 # EXIF's own layout, "YYYY:MM:DD HH:MM:SS"; dashes and a "T" are what editing tools write.
 EXIF_DATE = re.compile(r"^(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
@@ -47,14 +56,21 @@ class PhotoMetadata(NamedTuple):
     camera_model: str | None = None
     gimbal_yaw_deg: float | None = None
     gimbal_pitch_deg: float | None = None
+    focal_length_mm: float | None = None
+    focal_plane_px_per_mm: float | None = None
+    relative_altitude_m: float | None = None
     warnings: tuple[str, ...] = ()
 
     def columns(self) -> dict[str, float | str | None]:
         return {name: getattr(self, name) for name in COLUMNS}
 
 
+# What the ground sampling distance is computed from (``crackscan.gsd``); the row carries
+# that distance, not these.
+GEOMETRY_FIELDS = frozenset({"focal_length_mm", "focal_plane_px_per_mm", "relative_altitude_m"})
 # The prediction row's columns, in this order; every one may be None.
-COLUMNS = tuple(name for name in PhotoMetadata._fields if name != "warnings")
+COLUMNS = tuple(name for name in PhotoMetadata._fields
+                if name != "warnings" and name not in GEOMETRY_FIELDS)
 TEXT_COLUMNS = frozenset({"captured_at", "camera_make", "camera_model"})
 
 
@@ -91,9 +107,15 @@ def read_metadata(image: Image.Image) -> PhotoMetadata:
             "camera_model": _guarded(problems, "camera model",
                                      lambda: _text(exif or {}, MODEL, "camera model")),
             "gimbal_yaw_deg": _guarded(problems, "gimbal yaw",
-                                       lambda: _gimbal(xmp, "GimbalYawDegree", 360.0)),
+                                       lambda: _dji(xmp, "GimbalYawDegree", 360.0)),
             "gimbal_pitch_deg": _guarded(problems, "gimbal pitch",
-                                         lambda: _gimbal(xmp, "GimbalPitchDegree", 180.0)),
+                                         lambda: _dji(xmp, "GimbalPitchDegree", 180.0)),
+            "focal_length_mm": _guarded(problems, "focal length",
+                                        lambda: _focal_length(details)),
+            "focal_plane_px_per_mm": _guarded(problems, "focal plane resolution",
+                                              lambda: _focal_plane(details)),
+            "relative_altitude_m": _guarded(problems, "relative altitude", lambda: _dji(
+                xmp, "RelativeAltitude", RELATIVE_ALTITUDE_LIMIT_M, "metres")),
         }
     return PhotoMetadata(**values, warnings=tuple(problems))
 
@@ -254,8 +276,36 @@ def _xmp(image: Image.Image) -> bytes:
     return bytes(packet) if isinstance(packet, (bytes, bytearray)) else b""
 
 
-def _gimbal(xmp: bytes, name: str, limit: float) -> float | None:
-    """A DJI gimbal angle, written as an attribute or an element of the XMP description."""
+def _positive(details: dict[int, Any], tag: int, what: str) -> float | None:
+    """A length or resolution: zero is how some cameras write "unknown", and is refused."""
+    if tag not in details:
+        return None
+    number = _number(details[tag], what)
+    if number <= 0:
+        raise _Malformed(f"{what} {number:g} is not positive")
+    return number
+
+
+def _focal_length(details: dict[int, Any]) -> float | None:
+    return _positive(details, FOCAL_LENGTH, "focal length")
+
+
+def _focal_plane(details: dict[int, Any]) -> float | None:
+    """Pixels per millimetre on the sensor, from FocalPlaneXResolution in its unit (an inch
+    where the unit is not written, as EXIF defines)."""
+    per_unit = _positive(details, FOCAL_PLANE_X_RESOLUTION, "focal plane X resolution")
+    if per_unit is None:
+        return None
+    unit = details.get(FOCAL_PLANE_RESOLUTION_UNIT, 2)
+    if unit not in FOCAL_PLANE_UNIT_MM:
+        raise _Malformed(f"focal plane resolution unit {unit!r:.40} is not 2 (inch), 3 (cm), "
+                         f"4 (mm) or 5 (um)")
+    return per_unit / FOCAL_PLANE_UNIT_MM[unit]
+
+
+def _dji(xmp: bytes, name: str, limit: float, unit: str = "degrees") -> float | None:
+    """A DJI flight value (gimbal angle, relative altitude), written as an attribute or an
+    element of the XMP description."""
     quoted = re.escape(f"drone-dji:{name}").encode()
     match = (re.search(rb"\b" + quoted + rb"\s*=\s*[\"']([^\"']*)[\"']", xmp)
              or re.search(rb"<" + quoted + rb">\s*([^<]*?)\s*</" + quoted + rb">", xmp))
@@ -264,9 +314,9 @@ def _gimbal(xmp: bytes, name: str, limit: float) -> float | None:
     text = match[1].decode("utf-8", "replace").strip()
     what = f"DJI {name}"
     try:
-        degrees = float(text)
+        value = float(text)
     except ValueError:
         raise _Malformed(f"{what} {text!r:.40} is not a number") from None
-    if not math.isfinite(degrees) or abs(degrees) > limit:
-        raise _Malformed(f"{what} {text} is out of range (at most {limit:g} degrees either way)")
-    return degrees
+    if not math.isfinite(value) or abs(value) > limit:
+        raise _Malformed(f"{what} {text} is out of range (at most {limit:g} {unit} either way)")
+    return value

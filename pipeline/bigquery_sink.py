@@ -5,8 +5,9 @@ reach the files but not the table), typed as the CSV reader types them, with ``s
 as a TIMESTAMP. The predictions table is partitioned by day of ``scored_at``: the nightly
 dashboards read one night at a time and pay only for that partition.
 
-The photo metadata columns (position, capture time, camera, gimbal) are NULLABLE: a photo
-has them only when its camera wrote them. ``captured_at`` is a STRING, not a TIMESTAMP:
+The photo metadata columns (position, capture time, camera, gimbal) and the ground
+sampling distance's are NULLABLE: a photo has them only when its camera wrote them (or the
+user gave the GSD). ``captured_at`` is a STRING, not a TIMESTAMP:
 cameras often record the local time without its UTC offset, and BigQuery would read such a
 time as UTC, moving the flight by hours; the ISO 8601 text keeps what the camera wrote.
 A table created before these columns existed gains them at the next load

@@ -11,17 +11,19 @@ import json
 import posixpath
 from typing import Any, Iterable, Iterator, NamedTuple
 
+from crackscan import gsd
 from crackscan.photo_metadata import COLUMNS as METADATA_FIELDS
 from crackscan.photo_metadata import TEXT_COLUMNS, PhotoMetadata
 
 PREDICTION_FIELDS = ("uri", "label", "crack_probability", "threshold", "width", "height",
                      "tiles", "positive_tiles", "model_version", "scored_at", "sha256",
-                     *METADATA_FIELDS)
-# Where and when a photo was taken is known only when its camera wrote it, and rows written
-# before these columns existed lack them: None in JSON lines, an empty cell in CSV.
-OPTIONAL_FIELDS = frozenset(METADATA_FIELDS)
+                     *METADATA_FIELDS, *gsd.COLUMNS)
+# Where and when a photo was taken, and its scale, are known only when its camera wrote them
+# (or the user gave the scale), and rows written before these columns existed lack them:
+# None in JSON lines, an empty cell in CSV.
+OPTIONAL_FIELDS = frozenset({*METADATA_FIELDS, *gsd.COLUMNS})
 FLOAT_FIELDS = frozenset({"crack_probability", "threshold",
-                          *(OPTIONAL_FIELDS - TEXT_COLUMNS)})
+                          *(OPTIONAL_FIELDS - TEXT_COLUMNS - gsd.TEXT_COLUMNS)})
 INT_FIELDS = frozenset({"width", "height", "tiles", "positive_tiles"})
 # Finer than any threshold, and short enough that rows can be compared across runs and
 # runners: float32 noise from different batch compositions sits far below the sixth decimal.

@@ -3,7 +3,8 @@
 An image is scored only when every one of its tiles came back from the model: a verdict on
 part of a photo could call a cracked wall intact, so such an image becomes an error row.
 An image of one tile (every lab patch, every small photo) has its verdict in its one score
-and needs no group by key.
+and needs no group by key. The row also gets the photo's ground sampling distance, from
+``--gsd-mm`` or its metadata (``crackscan.gsd``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
+from crackscan.gsd import ground_sampling
 from crackscan.model_card import ModelCard
 from pipeline.records import ImageInfo, ScoredImage, TileScore, error_row
 
@@ -26,8 +28,10 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def scored_image(spec: ModelCard, info: ImageInfo, scores: list[TileScore]) -> ScoredImage:
-    """The verdict row of an image all of whose tiles were scored, in tile order."""
+def scored_image(spec: ModelCard, info: ImageInfo, scores: list[TileScore],
+                 gsd_mm: float | None = None) -> ScoredImage:
+    """The verdict row of an image all of whose tiles were scored, in tile order;
+    ``gsd_mm`` is ``--gsd-mm``, which wins over the photo's own metadata."""
     # The rounded probabilities decide, so anyone can recompute a label from the rows.
     crack_probability = spec.photo_probability([s.crack_probability for s in scores])
     row = {
@@ -44,6 +48,7 @@ def scored_image(spec: ModelCard, info: ImageInfo, scores: list[TileScore]) -> S
         "scored_at": utc_now(),
         "sha256": info.sha256,
         **info.metadata.columns(),
+        **ground_sampling(info.metadata, info.width, info.height, gsd_mm).columns(),
     }
     return ScoredImage(row, tuple(scores), len(info.metadata.warnings))
 
@@ -51,8 +56,9 @@ def scored_image(spec: ModelCard, info: ImageInfo, scores: list[TileScore]) -> S
 class _Assemble(beam.DoFn):
     """Counts and logs the images assembled into verdicts in this worker."""
 
-    def __init__(self, spec: ModelCard) -> None:
+    def __init__(self, spec: ModelCard, gsd_mm: float | None = None) -> None:
         self._spec = spec
+        self._gsd_mm = gsd_mm
         self._scored = Metrics.counter("crackscan", "scored_by_model")
         self._count = 0
 
@@ -61,7 +67,7 @@ class _Assemble(beam.DoFn):
         self._count += 1
         if self._count % LOG_EVERY == 0:
             logging.info("assembled %d images so far in this worker", self._count)
-        return scored_image(self._spec, info, scores)
+        return scored_image(self._spec, info, scores, self._gsd_mm)
 
 
 class AssembleImageFn(_Assemble):
@@ -71,8 +77,8 @@ class AssembleImageFn(_Assemble):
     tile's key): its failures alone make its error row.
     """
 
-    def __init__(self, spec: ModelCard) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: ModelCard, gsd_mm: float | None = None) -> None:
+        super().__init__(spec, gsd_mm)
         self._failed = Metrics.counter("crackscan", "failed_inference")
 
     def process(self, grouped: tuple[str, dict[str, Iterable]]
@@ -108,17 +114,18 @@ class RegroupByImage(beam.PTransform):
     TileScore) pairs, to ``{"scored", "errors"}``. Only images of several tiles, and failed
     ones, pass through the group by key."""
 
-    def __init__(self, spec: ModelCard) -> None:
+    def __init__(self, spec: ModelCard, gsd_mm: float | None = None) -> None:
         super().__init__()
         self._spec = spec
+        self._gsd_mm = gsd_mm
 
     def expand(self, inputs: dict[str, beam.PCollection]) -> dict[str, beam.PCollection]:
         keyed = {name: inputs[name] for name in ("info", "scores", "failed")}
+        assemble = AssembleImageFn(self._spec, self._gsd_mm)
         outputs = (keyed
                    | "GroupByUri" >> beam.CoGroupByKey()
-                   | "Assemble" >> beam.ParDo(AssembleImageFn(self._spec)).with_outputs(
-                       ERRORS, main=SCORED))
+                   | "Assemble" >> beam.ParDo(assemble).with_outputs(ERRORS, main=SCORED))
         single = inputs["single"] | "AssembleSingleTile" >> beam.ParDo(
-            AssembleSingleTileFn(self._spec))
+            AssembleSingleTileFn(self._spec, self._gsd_mm))
         scored = (outputs[SCORED], single) | "AllScored" >> beam.Flatten()
         return {SCORED: scored, ERRORS: outputs[ERRORS]}

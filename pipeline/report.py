@@ -207,6 +207,24 @@ def _sources(summary: dict) -> str:
     return f'<ul class="sources">{"".join(rows)}</ul>' if rows else ""
 
 
+def _ground_sampling(summary: dict) -> str:
+    """How many photos have a scale in millimetres, and why the others have none: a
+    measurement team must know before the night which photos can have crack widths in mm."""
+    known = summary.get("gsd_known")
+    missing = {reason: count for reason, count in
+               (summary.get("gsd_missing_by_reason") or {}).items() if count}
+    if not known and not missing:
+        return ""
+    text = f"Ground sampling distance known for {_count(known or 0)} photos"
+    if summary.get("gsd_mm") is not None:
+        text += f" ({float(summary['gsd_mm']):g} mm/px from --gsd-mm)"
+    if missing:
+        reasons = ", ".join(f"{_count(count)} {_e(reason.replace('_', ' '))}"
+                            for reason, count in missing.items())
+        text += f"; none for {_count(sum(missing.values()))} ({reasons})"
+    return f'<p class="gsd">{text}.</p>'
+
+
 def _image_card(image: dict) -> str:
     """One grid cell: thumbnail (or why there is none), score, name and tile counts."""
     probability = float(image.get("crack_probability", float("nan")))
@@ -414,6 +432,7 @@ def render_report(summary: dict, top_images: list[dict], errors: list[dict],
   <section class="stats">{_stats(summary)}</section>
   {_accounting(summary)}
   {_sources(summary)}
+  {_ground_sampling(summary)}
   <h2>Survey map <small>{_count(len(points))} geotagged photos; colour = crack
     probability, ringed = positive, dashed = flight order</small></h2>
   {survey_map(points, {str(image.get("uri")) for image in ranked},

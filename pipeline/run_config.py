@@ -49,6 +49,8 @@ class RunConfig:
     # Whether the runner has several workers to spread one archive's reading and scoring
     # over (pipeline.score.spreads_over_workers); False on the in-memory DirectRunner.
     spread: bool = True
+    # --gsd-mm: every photo's millimetres per pixel, over what its EXIF gives (None: EXIF).
+    gsd_mm: float | None = None
 
     def inference(self) -> dict[str, object]:
         """How the model runs, as the summary and ``--dry-run`` report it."""

@@ -68,6 +68,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _count(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -126,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="XNNPACK threads per LiteRT interpreter (default: the CPU count "
                              "divided among the DirectRunner's workers; 1 on other runners, "
                              "which run a worker per core)")
+    parser.add_argument("--gsd-mm", type=_positive_float, metavar="MM",
+                        help="ground sampling distance of every photo, in millimetres per "
+                             "pixel, for a user who knows the camera's distance to the "
+                             "surface; wins over what the photos' EXIF gives (default: from "
+                             "each photo's EXIF and DJI XMP where it is a nadir shot of a "
+                             "known camera, else empty with the reason)")
     parser.add_argument("--report-top", type=_count, default=12, metavar="K",
                         help="most-cracked images shown with heat maps in report.html "
                              "(default: 12)")
@@ -309,7 +322,7 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
                      output_format=args.format, bigquery_table=args.bigquery_table,
                      export_review=args.export_review,
                      review_per_photo=args.review_per_photo,
-                     spread=spreads_over_workers(options))
+                     spread=spreads_over_workers(options), gsd_mm=args.gsd_mm)
 
 
 def build(pipeline: beam.Pipeline, facts: RunConfig) -> None:
@@ -326,7 +339,7 @@ def build(pipeline: beam.Pipeline, facts: RunConfig) -> None:
                   "scores": inferred[SCORES],
                   "single": inferred[SINGLE],
                   "failed": inferred[FAILED]}
-                 | "RegroupByImage" >> RegroupByImage(spec))
+                 | "RegroupByImage" >> RegroupByImage(spec, facts.gsd_mm))
     carried = read[REUSED] | "CarryReused" >> beam.Map(lambda row: ScoredImage(row, ()))
     predictions = (assembled[SCORED], carried) | "AllPredictions" >> beam.Flatten()
     errors = ((read[ERRORS], tiled[TILING_ERRORS], assembled[INFERENCE_ERRORS])

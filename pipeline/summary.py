@@ -27,6 +27,7 @@ from typing import Any, Iterable, Iterator
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from crackscan import gsd
 from crackscan.decode import decode_rgb
 from crackscan.model_card import join
 from crackscan.sources import read_uri
@@ -159,6 +160,9 @@ class WriteSummaryFn(beam.DoFn):
             "tiles": counts.get("tiles", 0),
             "geotagged": geotagged,
             "metadata_warnings": counts.get("metadata_warnings", 0),
+            "gsd_known": counts.get("gsd_known", 0),
+            "gsd_missing_by_reason": {reason: counts.get(f"gsd_missing:{reason}", 0)
+                                      for reason in gsd.REASONS},
             "accounting_ok": not problems,
             "accounting": {
                 "in_pipeline": {"seen": seen, "scored": scored, "failed": failed,
@@ -175,6 +179,7 @@ class WriteSummaryFn(beam.DoFn):
             "positive_class": facts.spec.positive_class,
             "tile_size": facts.tile_size,
             "tile_stride": facts.tile_stride,
+            "gsd_mm": facts.gsd_mm,
             "inference": facts.inference(),
             "started_at": _iso(facts.started),
             "finished_at": _iso(finished),
@@ -217,6 +222,11 @@ def _prediction_events(image: ScoredImage, positive_class: str
     yield "positive", int(image.row["label"] == positive_class)
     yield "tiles", len(image.tiles)
     yield "metadata_warnings", image.metadata_warnings
+    # A row carried over from a run before the GSD columns has neither: it is not counted.
+    if image.row.get("gsd_mm") is not None:
+        yield "gsd_known", 1
+    elif image.row.get("gsd_missing"):
+        yield f"gsd_missing:{image.row['gsd_missing']}", 1
 
 
 def _error_events(row: dict[str, str]) -> Iterator[tuple[str, int]]:
