@@ -104,7 +104,8 @@ def test_pipeline_rows_and_schema_load_into_bigquery_and_read_back_equal(
         *((name, kind, "NULLABLE") for name, kind in (
             ("latitude", "FLOAT"), ("longitude", "FLOAT"), ("altitude_m", "FLOAT"),
             ("captured_at", "STRING"), ("camera_make", "STRING"), ("camera_model", "STRING"),
-            ("gimbal_yaw_deg", "FLOAT"), ("gimbal_pitch_deg", "FLOAT")))]
+            ("gimbal_yaw_deg", "FLOAT"), ("gimbal_pitch_deg", "FLOAT"), ("gsd_mm", "FLOAT"),
+            ("gsd_source", "STRING"), ("gsd_missing", "STRING")))]
     partitioning = bigquery_client.get_table(created).time_partitioning
     assert (partitioning.type_, partitioning.field) == ("DAY", "scored_at")
 
