@@ -54,6 +54,10 @@ setup(
         "opencv-python-headless>=4.8,<6",
         "google-cloud-storage>=2.16",
         "matplotlib>=3.8",
+        # Crack length and width from a mask: its skeleton (scikit-image) and distance
+        # transform (SciPy) (crackscan/crack_measure.py).
+        "scipy>=1.11",
+        "scikit-image>=0.22",
         "tqdm>=4.66",
     ],
     extras_require={
