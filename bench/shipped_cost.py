@@ -7,7 +7,8 @@ The plain model is MobileNetV2 with a two-class head, untrained (its speed does 
 on its weights), exported through training's own LiteRT path into a temporary folder: the
 pipeline runs both exactly alike. Both whole jobs are timed interleaved, ``--repeats``
 times, median; the figure is the shipped model's images/s as a share of the plain model's.
-A model that averages views (``flip_average``) pays once per view, and shows it here.
+A model that averages views (``flip_average``) pays once per view, and shows it here; a
+cascade pays the views only for the tiles whose one-pass probability lies in its band.
 """
 from __future__ import annotations
 
@@ -35,6 +36,14 @@ def plain_one_pass(folder: str, tile_size: int, images_dir: str) -> str:
     write_card(folder, export.describe(card, export.save_model(network, folder)))
     export_tflite.add_to_model_dir(folder, Path(images_dir))
     return folder
+
+
+def views(card: dict) -> str:
+    """What the card's model averages per tile, for the table."""
+    if card.get("cascade"):
+        band = card["cascade"]
+        return f"{band['views']}, cascade {band['low']:.3f}-{band['high']:.3f}"
+    return card.get("flip_average") or "none"
 
 
 def job(model_dir: str, survey: str) -> dict:
@@ -66,7 +75,7 @@ def main(argv: list[str] | None = None) -> str:
             args.repeats)
     images = first["shipped"]["scored"] + first["shipped"]["failed"]
     tiles = first["shipped"]["accounting"]["in_pipeline"]["tiles"]
-    rows = [[name, (card.get("flip_average") or "none") if name == "shipped" else "none",
+    rows = [[name, views(card) if name == "shipped" else "none",
              f"{seconds[name]:.2f}", f"{images / seconds[name]:.2f}",
              f"{tiles / seconds[name]:.1f}",
              f"{seconds['plain one pass'] / seconds[name]:.2f}"] for name in models]

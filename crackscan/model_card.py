@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from crackscan.cascade import Cascade
 from crackscan.verdict import photo_probability
 
 MODEL_FILE = "model.keras"
@@ -279,6 +280,7 @@ class ModelCard:
     int8_uri: str | None = None  # the int8 file, when the card lists one that passed its gate
     int8_sha256: str | None = None
     photo_threshold: float | None = None  # the photo rule's own, where it has one
+    cascade: Cascade | None = None  # unsure tiles re-scored in more views, where it has one
 
     @property
     def photo_cutoff(self) -> float:
@@ -323,6 +325,11 @@ class ModelCard:
             raise ModelCardError(f"{model_dir}: photo_rule.photo_threshold must be a number "
                                  f"from the threshold {threshold} to 1, got "
                                  f"{photo_threshold!r:.40}")
+        try:
+            cascade = (None if card.get("cascade") is None
+                       else Cascade.from_card(card["cascade"], model_dir))
+        except ValueError as exc:
+            raise ModelCardError(str(exc)) from None
         return cls(model_uri=join(model_dir, MODEL_FILE) if has_keras_model(model_dir)
                    else None, model_sha256=card["model_sha256"],
                    version=model_version(card), class_names=names, positive_class=positive,
@@ -333,7 +340,8 @@ class ModelCard:
                    tflite_sha256=card.get("tflite_sha256"), tiles_needed=tiles_needed,
                    int8_uri=join(model_dir, card["int8_file"]) if "int8_file" in card
                    else None, int8_sha256=card.get("int8_sha256"),
-                   photo_threshold=None if photo_threshold is None else float(photo_threshold))
+                   photo_threshold=None if photo_threshold is None else float(photo_threshold),
+                   cascade=cascade)
 
     def for_int8(self) -> "ModelCard":
         """The card as a run on the int8 file uses it. Its rows name their own model

@@ -38,6 +38,17 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def views_text(card: dict[str, Any]) -> str:
+    """How many passes a tile costs under the card: one, a flip average, or a cascade."""
+    band = card.get("cascade")
+    if band:
+        return (f"{band['views']} cascade: one pass a tile, all views for the tiles whose "
+                f"one-pass crack probability lies from {band['low']:.3f} to "
+                f"{band['high']:.3f} ({_percent(band['rescored_share']['test'])} of the "
+                f"test tiles)")
+    return card.get("flip_average") or "none (one pass a tile)"
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
@@ -123,7 +134,7 @@ def _model(card: dict[str, Any]) -> str:
         ["file scored", f"`{card['tflite_file']}`, sha256 `{card['tflite_sha256'][:12]}`"],
         ["input", card["input"]],
         ["output", card["output"]],
-        ["flip average", card.get("flip_average") or "none (one pass a tile)"],
+        ["flip average", views_text(card)],
         ["tile size", f"{card['tile_size']} px"],
         ["threshold (crack probability of a tile)", f"{card['threshold']:.3f}"],
         ["threshold rule", card["threshold_rule"]],
@@ -163,7 +174,7 @@ def _headline(card: dict[str, Any]) -> str:
     photos = card["photo_rule"]["test"]
     sources = ", ".join(source["name"] for source in card["training_sources"])
     return (f"MobileNetV2 trained on {len(card['training_sources'])} sources ({sources}); "
-            f"flip average: {card.get('flip_average') or 'none'}; threshold "
+            f"flip average: {views_text(card)}; threshold "
             f"{card['threshold']:.3f}.\n\n"
             + _table(["source (test windows)", "accuracy", "false alarms"], rows)
             + f"\nWhole test photos: {_percent(photos['recall'])} of "

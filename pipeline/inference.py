@@ -23,6 +23,7 @@ from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler, Pred
                                            RunInference)
 from apache_beam.pvalue import TaggedOutput
 
+from crackscan.cascade import crack_probabilities
 from crackscan.model_card import ModelCard, ModelCardError
 from crackscan.tflite_model import TFLiteClassifier  # imports LiteRT only when one is made
 from pipeline.records import TileKey, TileScore, probability
@@ -92,10 +93,16 @@ class TileModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
         self._spec = spec
         self._batches_split = Metrics.counter("crackscan", "batches_retried_tile_by_tile")
         self._tiles_failed = Metrics.counter("crackscan", "tiles_failed_alone")
+        self._tiles_rescored = Metrics.counter("crackscan", "tiles_rescored_in_views")
 
     def predict(self, model: Any, tiles: Sequence[np.ndarray]) -> np.ndarray:
         """Class probabilities, shape ``(batch, classes)``, for uint8 RGB tiles."""
         raise NotImplementedError
+
+    def predict_views(self, model: Any, views: np.ndarray) -> np.ndarray:
+        """:meth:`predict` for one tile's other views in a cascade: always the same count
+        of them, which a runtime may keep its own plan for."""
+        return self.predict(model, views)
 
     def run_inference(self, batch: Sequence[np.ndarray], model: Any,
                       inference_args: dict[str, Any] | None = None
@@ -119,7 +126,13 @@ class TileModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
                 for tile, p in zip(batch, positive)]
 
     def _positive(self, model: Any, batch: Sequence[np.ndarray]) -> np.ndarray:
-        return self.predict(model, batch)[:, self._spec.positive_index]
+        """The card's cascade, where it has one, re-scores the unsure tiles in more views."""
+        positive, rescored = crack_probabilities(
+            lambda tiles: self.predict(model, tiles), batch, self._spec.positive_index,
+            self._spec.cascade, lambda views: self.predict_views(model, views))
+        if rescored:
+            self._tiles_rescored.inc(rescored)
+        return positive
 
     def _alone(self, model: Any, tile: np.ndarray) -> PredictionResult:
         try:
@@ -170,14 +183,18 @@ class InterpreterPerThread:
         self._content = content
         self._threads = threads
         self._local = threading.local()
-        self._local.classifier = TFLiteClassifier(content, threads)  # a bad file fails here
+        # A bad file fails here, when the model is loaded, not on its first batch.
+        self._local.classifiers = {"tiles": TFLiteClassifier(content, threads)}
 
-    def predict(self, tiles: Sequence[np.ndarray]) -> np.ndarray:
-        classifier = getattr(self._local, "classifier", None)
-        if classifier is None:
-            classifier = self._local.classifier = TFLiteClassifier(self._content,
-                                                                   self._threads)
-        return classifier.predict(tiles)
+    def predict(self, tiles: Sequence[np.ndarray], role: str = "tiles") -> np.ndarray:
+        """``role`` names the interpreter: a cascade's views get their own, so neither
+        re-plans its tensors for the other's batch size."""
+        classifiers = getattr(self._local, "classifiers", None)
+        if classifiers is None:
+            classifiers = self._local.classifiers = {}
+        if role not in classifiers:
+            classifiers[role] = TFLiteClassifier(self._content, self._threads)
+        return classifiers[role].predict(tiles)
 
 
 class LiteRTTileModelHandler(TileModelHandler):
@@ -202,6 +219,9 @@ class LiteRTTileModelHandler(TileModelHandler):
 
     def predict(self, model: InterpreterPerThread, tiles: Sequence[np.ndarray]) -> np.ndarray:
         return model.predict(tiles)
+
+    def predict_views(self, model: InterpreterPerThread, views: np.ndarray) -> np.ndarray:
+        return model.predict(views, role="views")
 
 
 def tile_model_handler(spec: ModelCard, batch_size: int | None, runtime: str,

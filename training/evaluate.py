@@ -16,6 +16,7 @@ on them flags a 42-tile intact pavement whenever any one tile fires
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ MAX_PHOTO_THRESHOLDS = 200  # candidate photo thresholds tried, spread over the 
 # What an inspection team tolerates: beyond about one intact surface in twelve flagged, a
 # source's verdicts are ignored in practice, whatever its recall.
 MAX_FALSE_ALARM_RATE = 0.08
+# Share of validation tiles on each side of a threshold that a cascade's band may leave
+# to one pass: each one a verdict the full flip average might have given otherwise.
+CASCADE_MISSES = 0.005
 
 
 @dataclass
@@ -49,6 +53,10 @@ class Predictions:
     sha256: list[str]
     photos: list[str]
 
+    def scored(self, probabilities: np.ndarray) -> "Predictions":
+        """The same tiles with another form's probabilities of them."""
+        return dataclasses.replace(self, probabilities=probabilities)
+
     def subset(self, keep: np.ndarray) -> "Predictions":
         pick = np.flatnonzero(keep)
         return Predictions(self.probabilities[pick], self.labels[pick],
@@ -57,10 +65,11 @@ class Predictions:
 
 
 def predict(model: keras.Model, ds: tf.data.Dataset) -> Predictions:
-    """Probabilities for a ``with_meta`` data set, batch by batch (bounded memory)."""
+    """Probabilities for a ``with_meta`` data set, batch by batch (bounded memory); a model
+    of several views (:func:`training.model.with_views`) gives one column per view."""
     probabilities, labels, names, hashes, photos = [], [], [], [], []
     for images, batch_labels, meta in ds:
-        probabilities.append(model.predict_on_batch(images)[:, POSITIVE])
+        probabilities.append(model.predict_on_batch(images)[..., POSITIVE])
         labels.append(batch_labels.numpy())
         names += [s.decode() for s in meta["source"].numpy()]
         hashes += [h.decode() for h in meta["sha256"].numpy()]
@@ -117,6 +126,25 @@ def choose_threshold(predictions: "Predictions") -> float:
                         for t in candidates])
     best = candidates[np.isclose(quality, quality.max())]
     return float(best[np.argmin(np.abs(best - 0.5))])
+
+
+def choose_cascade_band(one_pass: np.ndarray, averaged: np.ndarray,
+                        thresholds: tuple[float, ...]) -> tuple[float, float]:
+    """The band of one-pass probabilities a cascade re-scores with all views
+    (:mod:`crackscan.cascade`): it holds every threshold, and for each one all but
+    ``CASCADE_MISSES`` of the validation tiles the full average puts on either side of it,
+    so the cascade decides almost every tile as the full average would.
+
+    Chosen on quantiles, not on the extreme tile: one tile whose views disagree wildly
+    would otherwise widen the band, and the cost, for every tile of every survey."""
+    low, high = min(thresholds), max(thresholds)
+    for threshold in thresholds:
+        above, below = one_pass[averaged >= threshold], one_pass[averaged < threshold]
+        if above.size:
+            low = min(low, float(np.quantile(above, CASCADE_MISSES)))
+        if below.size:
+            high = max(high, float(np.quantile(below, 1 - CASCADE_MISSES)))
+    return low, high
 
 
 def metrics(predictions: Predictions, threshold: float) -> dict:

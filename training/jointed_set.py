@@ -37,6 +37,7 @@ from typing import Iterator
 import numpy as np
 
 from crackscan import cli, decode, sources
+from crackscan.cascade import crack_probabilities
 from crackscan.labels import CLASS_NAMES, NEGATIVE, POSITIVE
 from crackscan.model_card import ModelCard, join
 from crackscan.tflite_model import TFLiteClassifier
@@ -158,7 +159,8 @@ def photo_probabilities(card: ModelCard, classifier: TFLiteClassifier,
         plan = plan_tiles(width, height, card.tile_size, default_stride(card.tile_size),
                           max_pixels=width * height * 4)
         tiles = [tile for _, _, tile in plan.tiles(plan.canvas(pixels))]
-        tile_probabilities = classifier.predict(np.stack(tiles))[:, card.positive_index]
+        tile_probabilities, _ = crack_probabilities(classifier.predict, np.stack(tiles),
+                                                    card.positive_index, card.cascade)
         result.append(card.photo_probability(tile_probabilities))
     return np.array(result)
 

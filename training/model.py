@@ -12,15 +12,15 @@ photos is what made the plain Keras recipe lose accuracy in stage 2.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import keras
+
+from crackscan.cascade import FLIP_VIEWS
 
 WEIGHT_CHOICES = ("imagenet", "none")
 # The layer that tells a flip-averaged model from a one-pass one.
 FLIP_AVERAGE_LAYER = "flip_average"
-# Which views of an image a flip-averaged model scores: the image axes each view flips,
-# of (batch, rows, columns, channels). "flips" adds the upside-down image and the half turn.
-FLIP_VIEWS = {"mirror": ((), (2,)), "flips": ((), (2,), (1,), (1, 2))}
 # What a model card's output says each average's probabilities are.
 FLIP_AVERAGE_OUTPUT = {
     "mirror": "the mean of the image's and its left-right mirror image's",
@@ -82,14 +82,40 @@ def with_flip_average(model: keras.Model, views: str = "mirror") -> keras.Model:
     averaged probability; each view costs one more pass per tile.
     """
     image = keras.Input(shape=(None, None, 3), name="image")
-    flipped = []
+    averaged = keras.layers.Average(name=FLIP_AVERAGE_LAYER)(_scored_views(model, image, views))
+    return keras.Model(image, averaged, name=f"{model.name}_{views}_average")
+
+
+def one_pass(model: keras.Model) -> keras.Model:
+    """The one-pass model inside a flip-averaged one (:func:`with_flip_average`), or
+    ``model`` itself when it is one pass."""
+    if not any(layer.name == FLIP_AVERAGE_LAYER for layer in model.layers):
+        return model
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(inner) != 1:
+        raise ValueError(f"{model.name}: a flip average must hold one model, not "
+                         f"{len(inner)}")
+    return inner[0]
+
+
+def with_views(model: keras.Model, views: str) -> keras.Model:
+    """The trained model's outputs for each of ``FLIP_VIEWS[views]`` stacked, shape
+    ``(batch, views, classes)``: one evaluation pass gives both the one-pass probabilities
+    (the first view) and the flip average a cascade needs, at the average's cost."""
+    image = keras.Input(shape=(None, None, 3), name="image")
+    return keras.Model(image, keras.ops.stack(_scored_views(model, image, views), axis=1),
+                       name=f"{model.name}_{views}")
+
+
+def _scored_views(model: keras.Model, image: Any, views: str) -> list[Any]:
+    """The model's output on each view of the symbolic ``image``, in ``FLIP_VIEWS`` order."""
+    scored = []
     for axes in FLIP_VIEWS[views]:
         view = image
         for axis in axes:
             view = keras.ops.flip(view, axis=axis)
-        flipped.append(model(view))
-    averaged = keras.layers.Average(name=FLIP_AVERAGE_LAYER)(flipped)
-    return keras.Model(image, averaged, name=f"{model.name}_{views}_average")
+        scored.append(model(view))
+    return scored
 
 
 def unfreeze_top(base: keras.Model, layers: int) -> int:

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from crackscan import cascade as cascade_lib
 from crackscan import cli, model_card, verbosity
 from crackscan.labels import POSITIVE
 from training import (evaluate, export, export_tflite, input_pipeline, int8_export,
@@ -195,9 +196,61 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     else:
         stages["stage2"] = {"skipped": "no pretrained backbone to fine-tune"
                             if args.weights == "none" else "--fine-tune-epochs 0"}
-    if args.flip_average:
+    if args.flip_average and not args.cascade:
         model = model_lib.with_flip_average(model, args.flip_average)
     return evaluate_and_export(model, args, commands, manifest, stages, started, taught_by)
+
+
+def scored_splits(model: keras.Model, args: argparse.Namespace
+                  ) -> tuple[dict[str, evaluate.Predictions], float, tuple[int, float],
+                             dict | None, evaluate.Predictions]:
+    """Whole validation and test photos as the exported model scores them, the threshold
+    and the photo rule chosen on validation, the card's ``cascade`` (None without one), and
+    the test photos as the exported file alone scores them (a cascade's first pass), which
+    its export is checked against.
+
+    A cascade's thresholds are chosen on the full flip average, the model it stands in
+    for; its band then holds them (:func:`training.evaluate.choose_cascade_band`), and
+    every figure is measured on what the cascade gives: the one-pass probability outside
+    the band, the average inside it."""
+    if not args.cascade:
+        whole = {split: predict_whole(model, args, split)[0] for split in ("val", "test")}
+        threshold = evaluate.choose_threshold(whole["val"].subset(whole["val"].labels >= 0))
+        rule = evaluate.choose_photo_rule(evaluate.photo_cases(whole["val"]), threshold)
+        return whole, threshold, rule, None, whole["test"]
+    views = model_lib.with_views(model, args.flip_average)
+    forms = {}
+    for split in ("val", "test"):
+        scored = predict_whole(views, args, split)[0]
+        forms[split] = (scored.scored(scored.probabilities[:, 0]),
+                        scored.scored(scored.probabilities.mean(axis=1)))
+    one_pass, averaged = forms["val"]
+    threshold = evaluate.choose_threshold(averaged.subset(averaged.labels >= 0))
+    rule = evaluate.choose_photo_rule(evaluate.photo_cases(averaged), threshold)
+    band = cascade_lib.Cascade(args.flip_average, *evaluate.choose_cascade_band(
+        one_pass.probabilities, averaged.probabilities, (threshold, rule[1])))
+    whole, rescored, unlike = {}, {}, {}
+    for split, (one_pass, averaged) in forms.items():
+        whole[split] = one_pass.scored(cascade_lib.combine(
+            one_pass.probabilities, averaged.probabilities, band))
+        rescored[split] = float(np.mean(band.unsure(one_pass.probabilities)))
+        verdicts = [(probabilities >= threshold, probabilities >= rule[1])
+                    for probabilities in (whole[split].probabilities, averaged.probabilities)]
+        unlike[split] = {"tile_threshold": int(np.sum(verdicts[0][0] != verdicts[1][0])),
+                         "photo_threshold": int(np.sum(verdicts[0][1] != verdicts[1][1])),
+                         "of_tiles": len(one_pass.labels)}
+    log.info("cascade: one pass, %s views for one-pass probabilities %.4f to %.4f: %.1f%% of "
+             "test tiles re-scored, %s", args.flip_average, band.low, band.high,
+             100 * rescored["test"], unlike["test"])
+    return whole, threshold, rule, {
+        "views": band.views, "low": band.low, "high": band.high,
+        "rule": f"every tile is scored once; a tile whose crack probability lies from low to "
+                f"high is scored in all its views ({model_lib.FLIP_AVERAGE_OUTPUT[band.views]}) "
+                f"and gets their mean. The band holds the tile and photo thresholds, chosen "
+                f"on the full average, and all but {evaluate.CASCADE_MISSES:.1%} of the "
+                f"validation tiles the full average puts on each side of them",
+        "rescored_share": rescored,
+        "verdicts_unlike_full_average": unlike}, forms["test"][0]
 
 
 def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
@@ -208,16 +261,16 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
     :func:`reproduce_commands` gives them, ``taught_by`` names the teachers as
     :func:`training.teachers.crack_probabilities` read them."""
     class_names = manifest["class_names"]
-    val_whole, val = predict_whole(model, args, "val")
-    threshold = evaluate.choose_threshold(val)
-    test_whole, test = predict_whole(model, args, "test")
+    whole, threshold, (tiles_needed, photo_threshold), cascade, exported = scored_splits(
+        model, args)
+    val_whole, test_whole = whole["val"], whole["test"]
+    val, test = (scored.subset(scored.labels >= 0) for scored in (val_whole, test_whole))
     test_metrics = evaluate.metrics(test, threshold)
     val_metrics = evaluate.metrics(val, threshold)
     by_source = {"test": evaluate.metrics_by_source(test, threshold),
                  "val": evaluate.metrics_by_source(val, threshold)}
     val_photos = evaluate.photo_cases(val_whole)
     test_photos = evaluate.photo_cases(test_whole)
-    tiles_needed, photo_threshold = evaluate.choose_photo_rule(val_photos, threshold)
     photo_rule = {
         "tiles_needed": tiles_needed,
         "photo_threshold": photo_threshold,
@@ -263,8 +316,9 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
                  "resized and scaled inside the model",
         "output": "softmax probabilities over class_names" + (
             ", " + model_lib.FLIP_AVERAGE_OUTPUT[args.flip_average]
-            if args.flip_average else ""),
-        "flip_average": args.flip_average,
+            if args.flip_average and not cascade else ""),
+        "flip_average": None if cascade else args.flip_average,
+        "cascade": cascade,
         "ema_momentum": args.ema_momentum,
         "joint_rate": args.joint_rate,
         "joints_into": args.joints_into if args.joint_rate else None,
@@ -291,7 +345,7 @@ def evaluate_and_export(model: keras.Model, args: argparse.Namespace,
         "training_sources": training_sources(manifest, dict(args.source_weight)),
         "reproduce": commands,
     }
-    evaluated = dict(zip(test_whole.sha256, test_whole.probabilities))
+    evaluated = dict(zip(exported.sha256, exported.probabilities))
     # Both exports must reproduce the evaluated probabilities on the same raw uint8 images.
     images, hashes = export.native_batch(args.data, "test", 64)
     positive = np.array([evaluated[h] for h in hashes])
@@ -439,6 +493,11 @@ def parser() -> argparse.ArgumentParser:
                         "(flips), and averages them; the threshold and every figure are "
                         "measured on that average (two or four times the inference time "
                         "per tile; default: one pass)")
+    p.add_argument("--cascade", action="store_true",
+                   help="with --flip-average: export the one-pass model, and score a tile "
+                        "in all the average's views only when its one-pass crack "
+                        "probability lies in a band around the thresholds, chosen on "
+                        "validation (about one pass a tile, the average's verdicts)")
     p.add_argument("--joint-rate", type=share, default=0.0, metavar="R",
                    help="share of training windows, cracked or intact, into which straight "
                         "joints (formwork, panel and tile joints) are drawn without changing "
@@ -457,10 +516,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = cli.parse_args(parser(), argv)
+    p = parser()
+    args = cli.parse_args(p, argv)
+    if args.cascade and not args.flip_average:
+        p.error("--cascade needs --flip-average: the views it re-scores unsure tiles with")
     verbosity.configure(argv)
     with cli.one_line_errors("training.train", input_pipeline.DataError, FileNotFoundError):
         report = train(args, argv)
+    return summarise(report, args.output)
+
+
+def summarise(report: dict, output: str) -> dict:
+    """Prints a run's headline figures and where its files are; returns ``report``."""
     test = report["test"]
     print(f"test accuracy {test['accuracy']:.4f}  precision {test['precision']:.4f}  "
           f"recall {test['recall']:.4f}  F1 {test['f1']:.4f}  threshold "
@@ -478,9 +545,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"{photos['test']['false_alarm_rate']}; at {photos['survey_tiles']} tiles: recall "
           f"{photos['survey_size']['test']['recall']}, false alarms "
           f"{photos['survey_size']['test']['false_alarm_rate']}")
-    print(f"model: {os.path.join(args.output, 'model.keras')}  card: "
-          f"{os.path.join(args.output, 'model_card.json')}  plots: "
-          f"{os.path.join(args.output, 'plots')}")
+    print(f"model: {os.path.join(output, 'model.keras')}  card: "
+          f"{os.path.join(output, 'model_card.json')}  plots: "
+          f"{os.path.join(output, 'plots')}")
     return report
 
 
