@@ -19,7 +19,7 @@ import pytest
 from crackscan import cli, model_card_doc
 from pipeline import demo as score_demo
 from pipeline import score
-from training import build_dataset, export_tflite, jointed_set, train
+from training import build_dataset, export_tflite, jointed_set, mask_stats, train
 from training import demo as train_demo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +39,8 @@ PARSERS: dict[str, tuple[Callable[[], argparse.ArgumentParser], bool]] = {
 }
 # Commands run only as ``python -m``.
 MODULE_PARSERS = {"crackscan.model_card_doc": (model_card_doc.parser, False),
-                  "training.jointed_set": (jointed_set.parser, False)}
+                  "training.jointed_set": (jointed_set.parser, False),
+                  "training.mask_stats": (mask_stats.parser, False)}
 MODULES = {"pipeline.score": "crackscan-score", "pipeline.demo": "crackscan-demo",
            "training.build_dataset": "crackscan-build-dataset", "training.train": "crackscan-train",
            "training.export_tflite": "crackscan-export-tflite",
