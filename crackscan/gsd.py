@@ -50,10 +50,11 @@ class Camera(NamedTuple):
     focal_length_mm: float | None = None
 
 
-# (EXIF make, EXIF model), lower case -> the sensor's long side. "1-inch type" sensors are
-# 13.2 x 8.8 mm, "1/2-inch" 6.4 x 4.8, "1/2.3-inch" 6.17 x 4.55, Four Thirds 17.3 x 13.0
-# (the formats' nominal active areas; OpenSfM's opensfm/data/sensor_data.json lists the same
-# widths for cameras of each type).
+# (EXIF make, EXIF model), lower case -> the sensor's long side. The spec sheets give a
+# sensor format; its nominal active area gives the width: "1-inch type" 13.2 x 8.8 mm,
+# "1/2-inch" 6.4 x 4.8, "1/2.3-inch" 6.17 x 4.55, Four Thirds 17.3 x 13.0 (the widths camera
+# databases list for such sensors, e.g. OpenSfM's opensfm/data/sensor_data.json: 13.2 for
+# the 1-inch Canon G7 X, 6.4 for 1/2-inch, 6.16-6.17 for 1/2.3-inch compacts).
 CAMERAS: dict[tuple[str, str], Camera] = {
     # Phantom 4 Pro, Pro V2.0, RTK: "1'' CMOS, effective pixels 20M, 5472x3648", 8.8 mm lens
     # (dji.com/phantom-4-pro/info, dji.com/phantom-4-pro-v2/info, dji.com/phantom-4-rtk/info).
