@@ -215,7 +215,8 @@ def _ground_sampling(summary: dict) -> str:
                (summary.get("gsd_missing_by_reason") or {}).items() if count}
     if not known and not missing:
         return ""
-    text = f"Ground sampling distance known for {_count(known or 0)} photos"
+    text = (f"Ground sampling distance known for {_count(known or 0)} of "
+            f"{_count((known or 0) + sum(missing.values()))} photos")
     if summary.get("gsd_mm") is not None:
         text += f" ({float(summary['gsd_mm']):g} mm/px from --gsd-mm)"
     if missing:

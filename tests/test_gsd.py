@@ -213,7 +213,7 @@ def test_a_run_writes_the_gsd_and_counts_why_it_is_missing(
     assert summary["gsd_missing_by_reason"] == {**dict.fromkeys(gsd.REASONS, 0), "oblique": 1,
                                                 "unknown_camera": 1, "no_exif": 1}
     assert summary["gsd_mm"] is None and summary["accounting_ok"] is True
-    assert ("Ground sampling distance known for 1 photos; none for 3 (1 no exif, "
+    assert ("Ground sampling distance known for 1 of 4 photos; none for 3 (1 no exif, "
             "1 unknown camera, 1 oblique)") in (out / "report.html").read_text()
 
 
@@ -229,3 +229,5 @@ def test_gsd_mm_wins_over_the_exif_in_a_run(flight: Path, tiny_model_dir: Path,
         assert (row["gsd_mm"], row["gsd_source"], row["gsd_missing"]) == (0.42, "flag", None)
     assert (summary["gsd_known"], summary["gsd_mm"]) == (4, 0.42)
     assert set(summary["gsd_missing_by_reason"].values()) == {0}
+    assert ("Ground sampling distance known for 4 of 4 photos (0.42 mm/px from --gsd-mm)"
+            in (out / "report.html").read_text())
