@@ -203,3 +203,20 @@ def test_the_batch_metric_counts_tile_bytes_and_never_pickles_the_keys():
     tiles = [np.zeros((224, 224, 3), dtype=np.uint8)] * 2
     batch = [(Unpicklable(), tile) for tile in tiles]
     assert KeyedTileModelHandler(handler).get_num_bytes(batch) == 2 * 224 * 224 * 3
+
+
+def test_the_export_check_skips_an_image_that_does_not_decode_and_names_it(
+        fixture_concrete_dir: Path, tmp_path: Path, caplog):
+    good = sorted(fixture_concrete_dir.glob("*/*.jpg"))[:3]
+    for path in good:
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good[0].read_bytes()[:400])
+    images = export_tflite.sample_images(tmp_path, 64, 8)
+    assert images.shape == (3, 64, 64, 3) and images.dtype == np.uint8
+    assert any(str(truncated) in record.getMessage() for record in caplog.records)
+    truncated.rename(tmp_path / "only.jpg")
+    for path in good:
+        (tmp_path / path.name).unlink()
+    with pytest.raises(FileNotFoundError, match="no .jpg or .png images that decode"):
+        export_tflite.sample_images(tmp_path, 64, 8)

@@ -25,10 +25,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from crackscan import cli, model_card, tiles, verbosity
-from crackscan.decode import IMAGE_SUFFIXES
+from crackscan.decode import IMAGE_SUFFIXES, DecodeError, decode_rgb
 from crackscan.tflite_model import TFLiteClassifier
 from training import input_pipeline, int8_export
 from training.converter import saved_model_converter
@@ -84,18 +83,23 @@ def export(model: keras.Model, output: str, card: dict, images: np.ndarray,
 
 def sample_images(folder: Path, tile_size: int, count: int) -> np.ndarray:
     """``count`` images spread evenly over the sorted files (so every class is in), as
-    tile-sized uint8 RGB: what the pipeline feeds."""
+    tile-sized uint8 RGB: what the pipeline feeds. A file that does not decode (a survey
+    folder may hold a truncated upload) is skipped with a warning naming it."""
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"{folder}: no .jpg or .png images to check the export on")
     picked = files[::max(1, len(files) // count)][:count]
     images = []
     for path in picked:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
+        try:
+            rgb = decode_rgb(path.read_bytes())
+        except DecodeError as exc:
+            log.warning("%s: not used to check the export: %s", path, exc)
+            continue
         if rgb.shape[:2] != (tile_size, tile_size):
             rgb = tiles.resize(rgb, tile_size, tile_size)
         images.append(rgb)
+    if not images:
+        raise FileNotFoundError(f"{folder}: no .jpg or .png images that decode, to check the "
+                                f"export on")
     return np.stack(images)
 
 
