@@ -74,15 +74,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = parser()
-    args = cli.parse_args(p, argv)
-    if args.cascade and not args.flip_average:
-        p.error("--cascade needs --flip-average: the views it re-scores unsure tiles with")
+    args = train.parse_form_args(parser(), argv)
     verbosity.configure(argv)
     with cli.one_line_errors("training.reevaluate", input_pipeline.DataError,
                              FileNotFoundError, ValueError):
-        report = train.summarise(reevaluate(args, argv), args.output)
-    return report
+        return train.summarise(reevaluate(args, argv), args.output)
 
 
 if __name__ == "__main__":

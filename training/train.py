@@ -515,11 +515,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = parser()
+def parse_form_args(p: argparse.ArgumentParser, argv: list[str] | None
+                    ) -> argparse.Namespace:
+    """``p``'s arguments, refusing a cascade without the views it re-scores with; for this
+    command and ``training.reevaluate``, which take the same form flags."""
     args = cli.parse_args(p, argv)
     if args.cascade and not args.flip_average:
         p.error("--cascade needs --flip-average: the views it re-scores unsure tiles with")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_form_args(parser(), argv)
     verbosity.configure(argv)
     with cli.one_line_errors("training.train", input_pipeline.DataError, FileNotFoundError):
         report = train(args, argv)
