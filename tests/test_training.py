@@ -168,14 +168,13 @@ def test_metrics_match_hand_counts():
     assert result["false_alarm_rate"] == pytest.approx(1 / 2)
 
 
-def test_photo_rule_counts_tiles_and_is_chosen_on_whole_photos():
+def test_photo_rule_counts_tiles():
     assert photo_probability([0.1, 0.9, 0.7, 0.2], 1) == 0.9
     assert photo_probability([0.1, 0.9, 0.7, 0.2], 2) == 0.7
     assert photo_probability([0.6], 3) == 0.6  # fewer tiles than needed: its lowest
     # Cracked photos light up 3+ tiles; intact ones have one stray tile each.
     cases = [("s", 1, np.array([0.9, 0.8, 0.95, 0.1])) for _ in range(5)] + [
         ("s", 0, np.array([0.9, 0.1, 0.2, 0.1])) for _ in range(5)]
-    assert evaluate.choose_tiles_needed(cases, 0.5) == 2
     figures = evaluate.photo_metrics(cases, 0.5, 2)
     assert figures["recall"] == 1.0 and figures["false_alarm_rate"] == 0.0
     assert evaluate.photo_metrics(cases, 0.5, 1)["false_alarm_rate"] == 1.0
@@ -205,12 +204,34 @@ def test_the_photo_rule_chosen_at_survey_size_raises_the_photo_threshold():
               np.concatenate([rng.uniform(0.0, 0.4, 480), rng.uniform(0.5, 0.7, 20)])]
     cracked = [("s", 1, np.array([p])) for p in rng.uniform(0.85, 1.0, 100)]
     k, photo_threshold = evaluate.choose_photo_rule(intact + cracked, 0.45)
-    assert k == 1 and 0.7 <= photo_threshold < 0.85
+    assert k == 1 and 0.6 < photo_threshold < 0.85
     survey = evaluate.survey_size_cases(intact + cracked)
     at_tile = evaluate.photo_metrics(survey, 0.45, 1)
     at_photo = evaluate.photo_metrics(survey, photo_threshold, 1)
-    assert at_tile["false_alarm_rate"] > 0.7 and at_photo["false_alarm_rate"] == 0.0
+    assert at_tile["false_alarm_rate"] > 0.7
+    assert at_photo["false_alarm_rate"] <= evaluate.MAX_FALSE_ALARM_RATE
     assert at_photo["recall"] == 1.0
+
+
+def test_the_photo_rule_holds_every_sources_false_alarms_within_the_cap_then_finds_most():
+    """Two sources: at k = 1 and the tile threshold most of the pavement's intact survey
+    photos are flagged (one stray tile in fifty); the cap asks for more tiles, which its
+    intact photos rarely have and its cracks, three tiles each, still do."""
+    rng = np.random.default_rng(1)
+    pavement_intact = [("pavement", 0, np.array([p])) for p in np.concatenate(
+        [rng.uniform(0.0, 0.3, 490), rng.uniform(0.6, 0.9, 10)])]
+    pavement_cracked = [("pavement", 1, rng.uniform(0.6, 0.9, 3)) for _ in range(40)]
+    wall = [("wall", 0, np.array([p])) for p in rng.uniform(0.0, 0.3, 200)] + [
+        ("wall", 1, rng.uniform(0.9, 1.0, 3)) for _ in range(40)]
+    cases = pavement_intact + pavement_cracked + wall
+    k, photo_threshold = evaluate.choose_photo_rule(cases, 0.5)
+    survey = evaluate.survey_size_cases(cases)
+    chosen = evaluate.photo_metrics(survey, photo_threshold, k)["by_source"]
+    assert all(figures["false_alarm_rate"] <= evaluate.MAX_FALSE_ALARM_RATE
+               for figures in chosen.values())
+    assert evaluate.photo_metrics(survey, 0.5, 1)["by_source"]["pavement"][
+        "false_alarm_rate"] > 0.3
+    assert k >= 2 and chosen["pavement"]["recall"] == chosen["wall"]["recall"] == 1.0
 
 
 def test_false_alarms_grow_with_tile_count_as_the_binomial_says():

@@ -67,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
                         "set must still be there")
     p.add_argument("--output", required=True, help="model folder to write")
     p.add_argument("--flip-average", choices=sorted(model_lib.FLIP_VIEWS), default=None,
-                   help="as training.train's --flip-average")
+                   help="as training.train's --flip-average (default: one pass)")
     p.add_argument("--cascade", action="store_true", help="as training.train's --cascade")
     p.add_argument("--int8", action="store_true", help="as training.train's --int8")
     return p
