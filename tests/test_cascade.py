@@ -26,16 +26,17 @@ SMALL_RUN = ["--weights", "none", "--epochs", "1", "--fine-tune-epochs", "0",
 
 
 @pytest.fixture(scope="module")
-def one_pass_dir(fixture_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    output = tmp_path_factory.mktemp("one-pass")
-    train.main(["--data", str(fixture_dataset), "--output", str(output), *SMALL_RUN])
+def trained_dir(fixture_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("trained")
+    train.main(["--data", str(fixture_dataset), "--output", str(output), *SMALL_RUN,
+                "--flip-average", "flips", "--cascade"])
     return output
 
 
 @pytest.fixture(scope="module")
-def flips_dir(one_pass_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def flips_dir(trained_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("flips")
-    reevaluate.main(["--model-dir", str(one_pass_dir), "--output", str(output),
+    reevaluate.main(["--model-dir", str(trained_dir), "--output", str(output),
                      "--flip-average", "flips"])
     return output
 
@@ -50,24 +51,22 @@ def cascade_dir(flips_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def test_training_with_cascade_exports_one_pass_and_a_band_holding_both_thresholds(
-        fixture_dataset: Path, tmp_path: Path):
-    train.main(["--data", str(fixture_dataset), "--output", str(tmp_path), *SMALL_RUN,
-                "--flip-average", "flips", "--cascade"])
-    card = json.loads((tmp_path / "model_card.json").read_text())
+        trained_dir: Path):
+    card = json.loads((trained_dir / "model_card.json").read_text())
     band = card["cascade"]
     assert card["flip_average"] is None and band["views"] == "flips"
     photo_threshold = card["photo_rule"]["photo_threshold"]
     assert band["low"] <= card["threshold"] <= photo_threshold <= band["high"]
     assert set(band["rescored_share"]) == {"val", "test"}
-    model = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    model = keras.saving.load_model(trained_dir / "model.keras", compile=False)
     assert not any(layer.name == model_lib.FLIP_AVERAGE_LAYER for layer in model.layers)
 
 
 def test_cascade_figures_are_the_one_pass_outside_the_band_and_the_average_inside(
-        fixture_dataset: Path, one_pass_dir: Path, cascade_dir: Path):
+        fixture_dataset: Path, trained_dir: Path, cascade_dir: Path):
     card = read_card(str(cascade_dir))
     band = Cascade.from_card(card["cascade"], str(cascade_dir))
-    model = keras.saving.load_model(one_pass_dir / "model.keras", compile=False)
+    model = keras.saving.load_model(trained_dir / "model.keras", compile=False)
     averaged_model = model_lib.with_flip_average(model, "flips")
     evaluated = {row["sha256"]: row["crack_probability"] for row in json.loads(
         (cascade_dir / "test_predictions.json").read_text())}
@@ -82,16 +81,19 @@ def test_cascade_figures_are_the_one_pass_outside_the_band_and_the_average_insid
 
 
 def test_reevaluation_lists_the_training_commands_then_its_own_and_keeps_the_weights(
-        one_pass_dir: Path, flips_dir: Path, cascade_dir: Path):
+        trained_dir: Path, flips_dir: Path, cascade_dir: Path):
     trained, averaged, again = (read_card(str(folder))
-                                for folder in (one_pass_dir, flips_dir, cascade_dir))
+                                for folder in (trained_dir, flips_dir, cascade_dir))
     assert averaged["flip_average"] == "flips" and again["flip_average"] is None
+    # The same weights in the same form: re-evaluated, the band is the trained one.
+    assert again["cascade"]["low"] == pytest.approx(trained["cascade"]["low"], abs=1e-6)
+    assert again["cascade"]["high"] == pytest.approx(trained["cascade"]["high"], abs=1e-6)
     *made_by, flips_command, own = again["reproduce"]
     assert made_by == trained["reproduce"] and averaged["reproduce"][-1] == flips_command
     assert flips_command.startswith("python -m training.reevaluate --model-dir")
     assert own.endswith("--flip-average flips --cascade")
     weights = [keras.saving.load_model(folder / "model.keras", compile=False).get_weights()
-               for folder in (one_pass_dir, cascade_dir)]
+               for folder in (trained_dir, cascade_dir)]
     assert all(np.array_equal(a, b) for a, b in zip(*weights))  # the one-pass weights
 
 
