@@ -48,10 +48,6 @@ class Cascade:
     def unsure(self, one_pass: np.ndarray) -> np.ndarray:
         return (one_pass >= self.low) & (one_pass <= self.high)
 
-    @property
-    def extra_views(self) -> int:
-        return len(FLIP_VIEWS[self.views]) - 1
-
 
 def other_views(tile: np.ndarray, views: str) -> np.ndarray:
     """The tile's views after the first (the tile itself), stacked: ``(views - 1, h, w, c)``."""

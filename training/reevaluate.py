@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import posixpath
-import shlex
-import sys
 import time
 
 import keras
@@ -24,8 +21,6 @@ import tensorflow as tf
 from crackscan import cli, model_card, verbosity
 from training import input_pipeline, train
 from training import model as model_lib
-
-log = logging.getLogger("crackscan.reevaluate")
 
 
 def reevaluate(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
@@ -47,9 +42,7 @@ def reevaluate(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
         posixpath.join(args.model_dir, model_card.MODEL_FILE), compile=False))
     if args.flip_average and not args.cascade:
         model = model_lib.with_flip_average(model, args.flip_average)
-    own = argv if argv is not None else sys.argv[1:]
-    commands = [*card.get("reproduce", []),
-                "python -m training.reevaluate " + " ".join(shlex.quote(a) for a in own)]
+    commands = [*card.get("reproduce", []), train.command_line("training.reevaluate", argv)]
     taught_by = (card.get("teachers") or {}).get("models", [])
     tf.io.gfile.makedirs(args.output)
     return train.evaluate_and_export(model, options, commands, manifest, trained["stages"],

@@ -148,8 +148,13 @@ def reproduce_commands(manifest: dict, argv: list[str] | None,
             log.warning("%s: its card lists no commands that made it; this model's card "
                         "names it by its file's sha256 only", model_dir)
         commands += [command for command in made_by if command not in commands]
+    return commands + [command_line("training.train", argv)]
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """``python -m MODULE`` with this run's arguments, quoted for a shell, for a card."""
     own = argv if argv is not None else sys.argv[1:]
-    return commands + ["python -m training.train " + " ".join(shlex.quote(a) for a in own)]
+    return f"python -m {module} " + " ".join(shlex.quote(a) for a in own)
 
 
 def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
