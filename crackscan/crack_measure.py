@@ -99,13 +99,20 @@ def prune_spurs(skeleton: np.ndarray, distance: np.ndarray) -> np.ndarray:
     return pruned
 
 
+def centre_line(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pruned skeleton of a boolean mask and the width map it is read from (twice the
+    distance to the background less half a pixel, everywhere): the one definition of width
+    that both a photo's measurement and the mask model's width error use."""
+    distance = ndimage.distance_transform_edt(mask)
+    return prune_spurs(skeletonize(mask), distance), 2 * distance - WIDTH_OFFSET_PX
+
+
 def measure(mask: np.ndarray) -> CrackMeasurement:
     """The crack length and widths of a boolean mask (True = crack)."""
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return CrackMeasurement(0.0, None, None)
-    distance = ndimage.distance_transform_edt(mask)
-    skeleton = prune_spurs(skeletonize(mask), distance)
-    widths = 2 * distance[skeleton] - WIDTH_OFFSET_PX
+    skeleton, width_map = centre_line(mask)
+    widths = width_map[skeleton]
     return CrackMeasurement(skeleton_length(skeleton), float(widths.max()),
                             float(np.median(widths)))
