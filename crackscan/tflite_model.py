@@ -34,6 +34,11 @@ class TFLiteClassifier:
         """The input's shape with -1 for the batch (and any other dynamic) dimension."""
         return tuple(int(d) for d in self._input["shape_signature"])
 
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The output's shape, -1 where dynamic: a mask model's is ``(-1, S, S, 1)``."""
+        return tuple(int(d) for d in self._output["shape_signature"])
+
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Class probabilities for a batch: an NHWC array, or a sequence of HWC images of one
         size (uint8 or float, 0-255).

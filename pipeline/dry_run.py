@@ -27,6 +27,7 @@ REQUIRED_DATAFLOW_OPTIONS = {
 # Dataflow's rule for job names.
 JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 SPREAD_STEP = "ReadInputs/Spread"  # left out of a job with one worker
+MASK_STEP = "MeasureCracks"  # left out of a job without a mask model
 # What each step of ``pipeline.score.build`` is spread over, by its label: a runner spreads
 # the elements of a step over its workers, and a step runs where its input landed unless a
 # shuffle comes between (tests/test_zip_parallel.py checks that every label is in the job).
@@ -46,6 +47,10 @@ PARALLELISM = (
                       "gained, bench/README.md section 6)"),
     ("ScoreTiles", "tiles: in batches, on the worker that tiled their image"),
     ("RegroupByImage", "images: a shuffle by uri brings an image's tile scores together"),
+    ("MeasureCracks", "flagged images: a shuffle by the file or archive that holds them, "
+                      "read again, their chosen tiles run through the mask model there, "
+                      "and a shuffle by uri brings an image's tile masks together; left out "
+                      "of a run without a mask model"),
     ("Summarize", "one summary: counts combined from every worker"),
 )
 
@@ -103,9 +108,11 @@ def job_plan(options: PipelineOptions, facts: RunConfig) -> dict[str, Any]:
         "tile_size": facts.tile_size,
         "tile_stride": facts.tile_stride,
         "inference": facts.inference(),
+        "masks": facts.masks(),
         "output": facts.output,
         "parallelism": [{"step": step, "spread_over": spread} for step, spread in PARALLELISM
-                        if facts.spread or step != SPREAD_STEP],
+                        if (facts.spread or step != SPREAD_STEP)
+                        and (facts.mask is not None or step != MASK_STEP)],
         "pipeline_options": options.get_all_options(drop_default=True,
                                                     retain_unknown_options=True),
     }

@@ -14,6 +14,8 @@ import json
 from typing import Any, Iterable, Iterator
 from xml.sax.saxutils import escape
 
+from pipeline.records import MEASUREMENT_COLUMNS
+
 GEOJSON_FILE, KML_FILE = "cracks.geojson", "cracks.kml"
 # KML colours are aabbggrr: opaque red-orange for a crack, green for an intact surface.
 KML_COLORS = {"crack": "ff0f48d9", "intact": "ff3e8a2b"}
@@ -22,8 +24,10 @@ KML_COLORS = {"crack": "ff0f48d9", "intact": "ff3e8a2b"}
 # and what both the sample flight and the report's map measure distances with.
 METRES_PER_DEGREE_LATITUDE = 110_574.0
 METRES_PER_DEGREE_LONGITUDE_AT_EQUATOR = 111_320.0
+# The crack's length and widths (pixels, and millimetres where the GSD is known; empty where
+# no crack was measured) let a GIS user colour the map by width.
 POINT_FIELDS = ("uri", "label", "crack_probability", "tiles", "positive_tiles",
-                "captured_at", "altitude_m", "camera_model")
+                "captured_at", "altitude_m", "camera_model", *MEASUREMENT_COLUMNS)
 
 
 def point_of(row: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -68,13 +72,22 @@ def _placemark(point: dict[str, Any], positive_class: str) -> str:
     description = (f"{point.get('label')}: crack probability "
                    f"{float(point['crack_probability']):.3f}, {point.get('positive_tiles')} of "
                    f"{point.get('tiles')} tiles positive")
+    measured = {name: point[name] for name in MEASUREMENT_COLUMNS
+                if point.get(name) is not None}
+    if measured:
+        description += "; " + ", ".join(f"{name.replace('_', ' ')} {value:g}"
+                                        for name, value in measured.items())
+    # Google Earth and QGIS read ExtendedData as the placemark's attributes.
+    data = "".join(f'<Data name="{name}"><value>{float(value)!r}</value></Data>'
+                   for name, value in measured.items())
+    extended = f"<ExtendedData>{data}</ExtendedData>" if data else ""
     when = (f"<TimeStamp><when>{escape(point['captured_at'])}</when></TimeStamp>"
             if point.get("captured_at") else "")
     # The altitude in EXIF is above sea level, which is what absolute mode means to KML.
     mode = "<altitudeMode>absolute</altitudeMode>" if point.get("altitude_m") is not None else ""
     return (f"<Placemark><name>{escape(point['uri'])}</name>"
             f"<description>{escape(description)}</description>{when}"
-            f"<styleUrl>#{style}</styleUrl>"
+            f"<styleUrl>#{style}</styleUrl>{extended}"
             f"<Point>{mode}<coordinates>{coordinates}</coordinates></Point></Placemark>")
 
 

@@ -15,20 +15,36 @@ from crackscan import gsd
 from crackscan.photo_metadata import COLUMNS as METADATA_FIELDS
 from crackscan.photo_metadata import TEXT_COLUMNS, PhotoMetadata
 
+# The crack measurements (crackscan.crack_measure's CrackMeasurement.columns) and the
+# path of the image's mask PNG under the output, relative to it (pipeline.masks).
+MEASUREMENT_COLUMNS = ("crack_length_px", "crack_width_max_px", "crack_width_median_px",
+                       "crack_length_mm", "crack_width_max_mm", "crack_width_median_mm")
+MASK_COLUMN = "mask"
 PREDICTION_FIELDS = ("uri", "label", "crack_probability", "threshold", "width", "height",
                      "tiles", "positive_tiles", "model_version", "scored_at", "sha256",
-                     *METADATA_FIELDS, *gsd.COLUMNS)
+                     *METADATA_FIELDS, *gsd.COLUMNS, *MEASUREMENT_COLUMNS, MASK_COLUMN)
 # Where and when a photo was taken, and its scale, are known only when its camera wrote them
-# (or the user gave the scale), and rows written before these columns existed lack them:
-# None in JSON lines, an empty cell in CSV.
-OPTIONAL_FIELDS = frozenset({*METADATA_FIELDS, *gsd.COLUMNS})
+# (or the user gave the scale); a crack is measured only where the mask model found one
+# (and in millimetres where the scale is known); a mask is written only with --write-masks;
+# rows written before these columns existed lack them: None in JSON lines, an empty cell in
+# CSV.
+OPTIONAL_FIELDS = frozenset({*METADATA_FIELDS, *gsd.COLUMNS, *MEASUREMENT_COLUMNS,
+                             MASK_COLUMN})
 FLOAT_FIELDS = frozenset({"crack_probability", "threshold",
-                          *(OPTIONAL_FIELDS - TEXT_COLUMNS - gsd.TEXT_COLUMNS)})
+                          *(OPTIONAL_FIELDS - TEXT_COLUMNS - gsd.TEXT_COLUMNS
+                            - {MASK_COLUMN})})
 INT_FIELDS = frozenset({"width", "height", "tiles", "positive_tiles"})
 # Finer than any threshold, and short enough that rows can be compared across runs and
 # runners: float32 noise from different batch compositions sits far below the sixth decimal.
 PROBABILITY_DECIMALS = 6
-STAGES = ("read", "decode", "tile", "inference")
+# Lengths and widths to a hundredth of a pixel (widths are steps of the distance transform,
+# lengths sums of 1 and sqrt(2)) and millimetres to a micrometre.
+MEASUREMENT_DECIMALS = {"px": 2, "mm": 3}
+# "mask": the mask model could not run on a scored image (read again, decoded or inferred);
+# "write-mask": its PNG could not be written (pipeline.masks).
+MASK_STAGE, WRITE_MASK_STAGE = "mask", "write-mask"
+STAGES = ("read", "decode", "tile", "inference", MASK_STAGE, WRITE_MASK_STAGE)
+NO_MEASUREMENT = dict.fromkeys((*MEASUREMENT_COLUMNS, MASK_COLUMN))
 
 
 class SourceImage(NamedTuple):
@@ -78,11 +94,16 @@ class ScoredImage(NamedTuple):
 
     ``metadata_warnings`` counts the photo's metadata values refused while decoding: the row
     leaves them out, and the summary reports how many there were, on every runner.
+    ``mask_tiles`` counts the tiles the mask model ran on for this image, and
+    ``mask_preview`` is its mask shrunk for the report's thumbnail (a PNG, None where no
+    mask was made); ``pipeline.masks`` sets both.
     """
 
     row: dict[str, Any]
     tiles: tuple[TileScore, ...]
     metadata_warnings: int = 0
+    mask_tiles: int = 0
+    mask_preview: bytes | None = None
 
 
 def probability(value: float) -> float:

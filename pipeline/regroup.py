@@ -18,7 +18,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from crackscan.gsd import ground_sampling
 from crackscan.model_card import ModelCard
-from pipeline.records import ImageInfo, ScoredImage, TileScore, error_row
+from pipeline.records import NO_MEASUREMENT, ImageInfo, ScoredImage, TileScore, error_row
 
 SCORED, ERRORS = "scored", "errors"
 LOG_EVERY = 500
@@ -49,6 +49,8 @@ def scored_image(spec: ModelCard, info: ImageInfo, scores: list[TileScore],
         "sha256": info.sha256,
         **info.metadata.columns(),
         **ground_sampling(info.metadata, info.width, info.height, gsd_mm).columns(),
+        # Measured after the verdict, where the mask model runs (pipeline.masks).
+        **NO_MEASUREMENT,
     }
     return ScoredImage(row, tuple(scores), len(info.metadata.warnings))
 

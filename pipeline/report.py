@@ -31,8 +31,11 @@ MIN_VISIBLE_PROBABILITY = 0.05
 # Positive-tile outlines: cyan is absent from the colormap and from concrete, so it stays
 # visible on top of both.
 OUTLINE_COLOR = (0, 229, 255)
+# Crack pixels of the mask model: a green absent from the colormap, the outline and concrete.
+MASK_COLOR = (57, 255, 20)
 # Thousands of errors would make the page unusably heavy; the full list is in the output.
-MAX_ERRORS_SHOWN = 500
+# 125 of each of the six stages.
+MAX_ERRORS_SHOWN = 750
 
 
 # --------------------------------------------------------------------------- thumbnails
@@ -83,9 +86,18 @@ def _outline(mask: np.ndarray, width: int) -> np.ndarray:
     return mask & ~interior
 
 
+def _mask_pixels(mask_png: bytes, size: tuple[int, int]) -> np.ndarray:
+    """The crack mask's preview at the thumbnail's size: a pixel wherever the preview had
+    any crack in its area, so a hairline stays visible."""
+    with Image.open(io.BytesIO(mask_png)) as preview:
+        area = preview.convert("L").resize(size, Image.Resampling.BOX)
+    return np.asarray(area) > 0
+
+
 def heatmap_thumbnail(rgb: np.ndarray, tiles: list[dict], threshold: float,
-                      max_side: int = 320) -> bytes:
-    """PNG of the photo, downscaled, with its tile probabilities painted over it.
+                      max_side: int = 320, mask_png: bytes | None = None) -> bytes:
+    """PNG of the photo, downscaled, with its tile probabilities painted over it, and its
+    crack mask's pixels (``mask_png``, ``crackscan.crack_mask.preview``) over those.
 
     Where tiles overlap a pixel shows the highest of their probabilities, so a crack is never
     hidden by a neighbouring tile that saw only its edge. The tint fades in from
@@ -116,6 +128,8 @@ def heatmap_thumbnail(rgb: np.ndarray, tiles: list[dict], threshold: float,
     blended = base + (colors - base) * alpha[..., None]
     line_width = max(1, round(max(thumb_width, thumb_height) / 160))
     blended[_outline(positive, line_width)] = OUTLINE_COLOR
+    if mask_png is not None:
+        blended[_mask_pixels(mask_png, photo.size)] = MASK_COLOR
     overlay = Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8), mode="RGB")
 
     buffer = io.BytesIO()
@@ -226,6 +240,38 @@ def _ground_sampling(summary: dict) -> str:
     return f'<p class="gsd">{text}.</p>'
 
 
+def _length(pixels: Any, millimetres: Any) -> str:
+    text = f"{float(pixels):,.1f} px"
+    return text + (f" ({float(millimetres):,.2f} mm)" if millimetres is not None else "")
+
+
+def _measurements(image: dict) -> str:
+    """The crack's length and widths from its mask, in millimetres too where the GSD is
+    known; nothing where no crack was measured."""
+    if image.get("crack_width_max_px") is None:
+        return ""
+    parts = [f"crack {_length(image['crack_length_px'], image.get('crack_length_mm'))} long",
+             f"widest {_length(image['crack_width_max_px'], image.get('crack_width_max_mm'))}",
+             "median width " + _length(image["crack_width_median_px"],
+                                       image.get("crack_width_median_mm"))]
+    return f'<div class="meta crack">{" &middot; ".join(parts)}</div>'
+
+
+def _crack_masks(summary: dict) -> str:
+    """Whether cracks were measured, on how many photos and tiles, and why not where not."""
+    masks = summary.get("masks")
+    if not masks:
+        return ""
+    if not masks.get("run"):
+        return f'<p class="masks">No crack masks: {_e(masks.get("why", ""))}.</p>'
+    text = (f"Crack masks ({_e(masks.get('file'))}): {_count(masks.get('images_measured', 0))} "
+            f"photos measured on {_count(masks.get('tiles_run', 0))} tiles, "
+            f"{_count(masks.get('with_crack', 0))} with a crack")
+    if masks.get("errors"):
+        text += f"; {_count(masks['errors'])} failed (see the errors)"
+    return f'<p class="masks">{text}.</p>'
+
+
 def _image_card(image: dict) -> str:
     """One grid cell: thumbnail (or why there is none), score, name and tile counts."""
     probability = float(image.get("crack_probability", float("nan")))
@@ -255,6 +301,7 @@ def _image_card(image: dict) -> str:
     if image.get("captured_at"):
         where.append(_e(image["captured_at"]))
     place = f'<div class="meta where">{" &middot; ".join(where)}</div>' if where else ""
+    crack = _measurements(image)
     return f"""
 <figure class="card{' positive' if positive else ''}" id="{card_id(str(image.get("uri", "")))}">
   {picture}
@@ -264,6 +311,7 @@ def _image_card(image: dict) -> str:
     <div class="bar"><div style="width:{bar:.1f}%"></div></div>
     <div class="uri">{_e(image.get("uri", ""))}</div>
     <div class="meta">{" &middot; ".join(details)}</div>
+    {crack}
     {place}
   </figcaption>
 </figure>"""
@@ -279,7 +327,8 @@ def _legend() -> str:
     return (f'<div class="legend"><span>tile crack probability 0</span>'
             f'<span class="ramp" style="background:linear-gradient(90deg, {stops})"></span>'
             f'<span>1</span><span class="outline"></span>'
-            f'<span>area of tiles at or above the threshold</span></div>')
+            f'<span>area of tiles at or above the threshold</span>'
+            f'<span class="mask"></span><span>crack mask</span></div>')
 
 
 def _errors(errors: list[dict], by_stage: dict[str, int] | None) -> str:
@@ -370,6 +419,7 @@ figcaption { padding:10px 12px 12px; }
           margin:-4px 0 14px; }
 .legend .ramp { width:180px; height:10px; border-radius:3px; }
 .legend .outline { width:14px; height:10px; border:2px solid rgb(0,229,255); }
+.legend .mask { width:14px; height:4px; background:rgb(57,255,20); }
 .chips { margin-bottom:10px; }
 .chip { display:inline-block; background:#fff; border:1px solid var(--line);
         border-radius:999px; padding:2px 10px; margin:0 6px 6px 0; font-size:13px; }
@@ -434,6 +484,7 @@ def render_report(summary: dict, top_images: list[dict], errors: list[dict],
   {_accounting(summary)}
   {_sources(summary)}
   {_ground_sampling(summary)}
+  {_crack_masks(summary)}
   <h2>Survey map <small>{_count(len(points))} geotagged photos; colour = crack
     probability, ringed = positive, dashed = flight order</small></h2>
   {survey_map(points, {str(image.get("uri")) for image in ranked},

@@ -31,23 +31,18 @@ model's own resizing layer scales a class-folder image up in training as the sco
 it (up to interpolation), and the scaled copy would store up to 16 times the pixels with one
 interpolation baked in.
 
-Photos are read again by uri with :func:`crackscan.sources.read_items`, the reader behind
-:func:`crackscan.sources.read_uri` (which the report's thumbnails use), and decoded with
-:func:`crackscan.decode.decode_rgb` as scoring did. The photos of one archive are grouped
-and read in one pass over it: nearly every scored photo has tiles to export, and ``read_uri``
-per member of a tar would read every member before it each time, quadratic in the tar's
-size. A photo that cannot be read, decoded or written
-is counted (``review_photos_failed``) and logged with its uri and reason; it never fails the
+Photos are read again by uri (:mod:`pipeline.reread`), the photos of one archive in one
+pass over it: nearly every scored photo has tiles to export. They are decoded with
+:func:`crackscan.decode.decode_rgb` as scoring did. A photo that cannot be read, decoded or
+written is counted (``review_photos_failed``) and logged with its uri and reason; it never fails the
 run, whose predictions are already complete without it. Photos carried over by
 ``--skip-scored`` have no tile scores in this run, so none of their tiles are exported.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import posixpath
-import re
 from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
@@ -59,8 +54,9 @@ from PIL import Image
 
 from crackscan.decode import decode_rgb
 from crackscan.model_card import join
-from crackscan.sources import is_archive, read_items, read_uri, split_uri
+from pipeline.file_names import tile_file_name
 from pipeline.records import ScoredImage, TileScore, csv_record
+from pipeline.reread import container, photo_bytes
 from pipeline.summary import write_atomically
 
 REVIEW_FILE = "review.csv"
@@ -70,11 +66,6 @@ GROUP_FIELDS = ("name", "group")
 UNSORTED = "unsorted"
 REVIEW_FIELDS = ("file", "uri", "tile", "x0", "y0", "x1", "y1", "crack_probability",
                  "threshold", "label", "latitude", "longitude")
-# Hex digits (64 bits) of sha256(uri, tile) in a file name: what makes names unique; the
-# stem before them is only there for people.
-NAME_DIGEST_HEX = 16
-STEM_CHARACTERS = 40
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 def review_tiles(image: ScoredImage, positive_class: str, per_photo: int
@@ -89,23 +80,6 @@ def review_tiles(image: ScoredImage, positive_class: str, per_photo: int
         return 1, abs(tile.crack_probability - threshold), tile.tile
 
     return tuple(sorted(image.tiles, key=priority)[:per_photo])
-
-
-def tile_file_name(uri: str, tile: int) -> str:
-    """A name no other (uri, tile) gets, safe on any file system and in any shell.
-
-    Uniqueness comes from the hash of the uri and tile index: stems repeat across folders
-    and archives (``a.zip!x.jpg``, ``b.zip!x.jpg``). The stem is the photo's own name with
-    everything but ASCII letters, digits, ``_`` and ``-`` replaced, so a person sorting the
-    files still sees which photo a tile came from."""
-    digest = hashlib.sha256(f"{uri}\n{tile}".encode()).hexdigest()[:NAME_DIGEST_HEX]
-    try:
-        path, member, _ = split_uri(uri)
-        name = posixpath.basename(member if member is not None else path)
-    except ValueError:  # not a crackscan uri: the hash alone still names it uniquely
-        name = ""
-    stem = _UNSAFE.sub("-", posixpath.splitext(name)[0]).strip("-")[:STEM_CHARACTERS]
-    return f"{stem or 'photo'}_t{tile}_{digest}.png"
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -126,41 +100,6 @@ def existing_export(directory: str) -> str | None:
     return None
 
 
-def _container(image: ScoredImage) -> tuple[str, ScoredImage]:
-    """The file a photo is read from: itself, or the archive holding it."""
-    uri = image.row["uri"]
-    try:
-        return split_uri(uri)[0], image
-    except ValueError:  # not a crackscan uri: reading it fails, and is reported, alone
-        return uri, image
-
-
-def _photo_bytes(container: str, uris: set[str]) -> Iterator[tuple[str, bytes | Exception]]:
-    """Each wanted uri of one file or archive with its bytes, or why they cannot be read."""
-    if not is_archive(container):
-        for uri in sorted(uris):
-            try:
-                yield uri, read_uri(uri)
-            except Exception as exc:
-                yield uri, exc
-        return
-    pending = set(uris)
-    try:
-        for item in read_items(container):
-            if item.uri in pending:
-                pending.discard(item.uri)
-                yield item.uri, (item.data if item.data is not None
-                                 else OSError(f"unreadable: {item.error}"))
-                if not pending:
-                    return
-    except Exception as exc:
-        for uri in sorted(pending):
-            yield uri, OSError(f"archive {container} unreadable: {type(exc).__name__}: {exc}")
-        return
-    for uri in sorted(pending):
-        yield uri, FileNotFoundError(f"no longer in {container}")
-
-
 class WriteReviewTilesFn(beam.DoFn):
     """``(container, [ScoredImage with its chosen tiles])`` to one ``review.csv`` line, and
     one ``manifest.csv`` line (tagged ``GROUPS_FILE``), per PNG written under
@@ -174,9 +113,9 @@ class WriteReviewTilesFn(beam.DoFn):
 
     def process(self, grouped: tuple[str, Iterable[ScoredImage]]
                 ) -> Iterator[str | TaggedOutput]:
-        container, images = grouped
+        container_uri, images = grouped
         by_uri = {image.row["uri"]: image for image in images}
-        for uri, data in _photo_bytes(container, set(by_uri)):
+        for uri, data in photo_bytes(container_uri, set(by_uri)):
             image, lines = by_uri[uri], []
             try:
                 if isinstance(data, Exception):
@@ -225,7 +164,8 @@ class ExportReview(beam.PTransform):
                  | "ChooseTiles" >> beam.Map(lambda image: image._replace(
                      tiles=review_tiles(image, positive_class, per_photo)))
                  | "SomeTiles" >> beam.Filter(lambda image: bool(image.tiles))
-                 | "ByContainer" >> beam.Map(_container)
+                 | "ByContainer" >> beam.Map(
+                     lambda image: (container(image.row["uri"]), image))
                  | "GroupByContainer" >> beam.GroupByKey()
                  | "WriteTiles" >> beam.ParDo(WriteReviewTilesFn(
                      self._directory, self._max_pixels)).with_outputs(GROUPS_FILE,

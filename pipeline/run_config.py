@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from crackscan.mask_spec import MaskSpec
 from crackscan.model_card import ModelCard
 from pipeline.bigquery_sink import TableSpec
 
@@ -51,6 +52,11 @@ class RunConfig:
     spread: bool = True
     # --gsd-mm: every photo's millimetres per pixel, over what its EXIF gives (None: EXIF).
     gsd_mm: float | None = None
+    # The card's mask model when cracks are measured this run (None: they are not), why
+    # (pipeline.score.masks_for), and whether each scored image's mask PNG is written.
+    mask: MaskSpec | None = None
+    masks_why: str = "the model card lists no mask_model"
+    write_masks: bool = False
 
     def inference(self) -> dict[str, object]:
         """How the model runs, as the summary and ``--dry-run`` report it."""
@@ -58,3 +64,13 @@ class RunConfig:
                 "runtime_rates": self.runtime_rates, "runtime_speedup": self.runtime_speedup,
                 "batch_size": self.batch_size,
                 "batch_size_from": self.batch_size_from, "litert_threads": self.litert_threads}
+
+    def masks(self) -> dict[str, object]:
+        """Whether crack masks and measurements run and why, as the summary and
+        ``--dry-run`` report it."""
+        mask = self.mask
+        return {"run": mask is not None, "why": self.masks_why,
+                "file": None if mask is None else mask.file,
+                "version": None if mask is None else mask.version,
+                "threshold": None if mask is None else mask.threshold,
+                "write_masks": self.write_masks}

@@ -26,7 +26,9 @@ from apache_beam.runners.runner import PipelineState
 
 from crackscan import cli, sources, verbosity
 from crackscan.decode import DEFAULT_MAX_PIXELS
+from crackscan.mask_spec import MaskSpec, check_shapes, read_mask_spec
 from crackscan.model_card import ModelCard, ModelCardError, join
+from crackscan.tflite_model import TFLiteClassifier
 from crackscan.tiles import default_stride
 from pipeline import runtime_choice
 from pipeline.batch_size import fastest_batch_size, time_litert
@@ -34,7 +36,10 @@ from pipeline.inference import (DEFAULT_BATCH_SIZES, FAILED, KERAS, LITERT, LITE
                                 LITERT_PER_WORKER, RUNTIMES, SCORES, SHIPPED_MODEL_DIR, SINGLE,
                                 ScoreTiles, litert_file, read_checked, tile_model_handler)
 from pipeline.reading import ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPredictions
-from pipeline.records import ScoredImage, tile_rows
+from pipeline.masks import MASK_FOLDER, MeasureCracks
+from pipeline.masks import ERRORS as MASK_ERRORS
+from pipeline.masks import SCORED as MEASURED
+from pipeline.records import MASK_COLUMN, ScoredImage, tile_rows
 from pipeline.regroup import SCORED, RegroupByImage
 from pipeline.regroup import ERRORS as INFERENCE_ERRORS
 from pipeline.review_export import ExportReview, existing_export
@@ -54,7 +59,7 @@ from pipeline.workers import TILES_SCORED, counted, per_worker
 
 DIRECT_RUNNERS = (None, "DirectRunner", "SwitchingDirectRunner")
 OUTPUT_NAMES = ("predictions-*", "tiles-*", "errors-*", GEOJSON_FILE, KML_FILE, SUMMARY_FILE,
-                REPORT_FILE)
+                REPORT_FILE, f"{MASK_FOLDER}/*")
 
 
 class SetupError(ValueError):
@@ -139,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "surface; wins over what the photos' EXIF gives (default: from "
                              "each photo's EXIF and DJI XMP where it is a nadir shot of a "
                              "known camera, else empty with the reason)")
+    parser.add_argument("--write-masks", action="store_true",
+                        help="also write each scored image's crack mask as an 8-bit PNG of "
+                             "its size (255 = crack) under OUT/masks/, named in the row's "
+                             "mask column; needs a model card with a mask_model")
+    parser.add_argument("--no-masks", action="store_true",
+                        help="measure no cracks, even where the model card lists a mask "
+                             "model: verdicts only (default: where the card lists a "
+                             "mask_model, crack length and width are measured on the "
+                             "images with a tile at the tile threshold)")
     parser.add_argument("--report-top", type=_count, default=12, metavar="K",
                         help="most-cracked images shown with heat maps in report.html "
                              "(default: 12)")
@@ -271,6 +285,32 @@ def batch_size(args: argparse.Namespace, options: PipelineOptions, spec: ModelCa
                                               else runtime], "batch_size_from": "default"}
 
 
+def masks_for(args: argparse.Namespace, spec: ModelCard, tile_size: int
+              ) -> tuple[MaskSpec | None, str]:
+    """The mask model this run measures cracks with, or None, and why. A card's mask model
+    runs by default; ``--write-masks`` without one that can run stops the run here, since
+    the user asked for files this run could not write."""
+    if args.no_masks:
+        if args.write_masks:
+            raise SetupError("--write-masks and --no-masks ask for opposite things; give one")
+        return None, "--no-masks"
+    mask = read_mask_spec(args.model, spec.tile_size)
+    why = None
+    if mask is None:
+        why = f"the model card of {args.model} lists no mask_model"
+    elif tile_size != mask.tile_size:
+        why = (f"--tile-size {tile_size}: the mask model takes {mask.tile_size}-pixel "
+               f"tiles only")
+    if why is not None:
+        if args.write_masks:
+            raise SetupError(f"--write-masks: no crack masks can be made: {why}")
+        return None, why
+    probe = TFLiteClassifier(read_checked(mask.uri, mask.sha256), 1)
+    check_shapes(mask, probe.input_shape, probe.output_shape)
+    return mask, (f"{mask.file} runs on the tiles at or above the tile threshold "
+                  f"{spec.threshold:g} and their neighbours")
+
+
 def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
     """Every check that needs no worker (model card, runtime, tiling, inputs, output, earlier
     run) and every choice the job is built from, once."""
@@ -282,6 +322,8 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
         raise SetupError(f"--tile-size {tile_size}: the model's .tflite takes "
                          f"{spec.tile_size}-pixel tiles only; use --runtime keras for "
                          f"other tile sizes")
+    mask, masks_why = masks_for(args, spec, tile_size)
+    logging.info("crack masks: %s", masks_why)
     threads = litert_threads(args, options)
     choice = runtime_for(args, spec, options, threads)
     runtime = choice.runtime
@@ -322,11 +364,13 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> RunConfig:
                      output_format=args.format, bigquery_table=args.bigquery_table,
                      export_review=args.export_review,
                      review_per_photo=args.review_per_photo,
-                     spread=spreads_over_workers(options), gsd_mm=args.gsd_mm)
+                     spread=spreads_over_workers(options), gsd_mm=args.gsd_mm,
+                     mask=mask, masks_why=masks_why, write_masks=args.write_masks)
 
 
 def build(pipeline: beam.Pipeline, facts: RunConfig) -> None:
-    """sources -> decode and tile -> model -> regroup per image -> sinks -> summary."""
+    """sources -> decode and tile -> model -> regroup per image -> crack masks -> sinks ->
+    summary."""
     spec = facts.spec
     previous = pipeline | "ReadPrevious" >> ReadPreviousPredictions(
         facts.reuse_from, spec.version, spec.photo_cutoff)
@@ -340,9 +384,15 @@ def build(pipeline: beam.Pipeline, facts: RunConfig) -> None:
                   "single": inferred[SINGLE],
                   "failed": inferred[FAILED]}
                  | "RegroupByImage" >> RegroupByImage(spec, facts.gsd_mm))
-    carried = read[REUSED] | "CarryReused" >> beam.Map(lambda row: ScoredImage(row, ()))
-    predictions = (assembled[SCORED], carried) | "AllPredictions" >> beam.Flatten()
-    errors = ((read[ERRORS], tiled[TILING_ERRORS], assembled[INFERENCE_ERRORS])
+    scored, mask_errors = assembled[SCORED], []
+    if facts.mask is not None:
+        measured = scored | "MeasureCracks" >> MeasureCracks(facts)
+        scored, mask_errors = measured[MEASURED], [measured[MASK_ERRORS]]
+    # An earlier run's mask PNG lies under its own output, not under this one.
+    carried = read[REUSED] | "CarryReused" >> beam.Map(
+        lambda row: ScoredImage({**row, MASK_COLUMN: None}, ()))
+    predictions = (scored, carried) | "AllPredictions" >> beam.Flatten()
+    errors = ((read[ERRORS], tiled[TILING_ERRORS], assembled[INFERENCE_ERRORS], *mask_errors)
               | "AllErrors" >> beam.Flatten())
 
     rows = predictions | "PredictionRows" >> beam.Map(lambda image: image.row)
@@ -354,11 +404,11 @@ def build(pipeline: beam.Pipeline, facts: RunConfig) -> None:
         errors | "WriteErrors" >> WriteJsonLines(facts.output, "errors"),
     ]
     if facts.write_tiles:
-        files.append(assembled[SCORED]
+        files.append(scored
                      | "TileRows" >> beam.FlatMap(tile_rows)
                      | "WriteTiles" >> WriteJsonLines(facts.output, "tiles"))
     if facts.export_review:
-        files.append(assembled[SCORED] | "ExportReview" >> ExportReview(
+        files.append(scored | "ExportReview" >> ExportReview(
             facts.export_review, spec.positive_class, facts.review_per_photo,
             facts.max_pixels))
     _ = ({"images": read[IMAGES], "reused": read[REUSED], "read_errors": read[ERRORS],

@@ -32,12 +32,15 @@ from crackscan.decode import decode_rgb
 from crackscan.model_card import join
 from crackscan.sources import read_uri
 from pipeline import geo
-from pipeline.records import PREDICTION_FIELDS, STAGES, ScoredImage, tile_rows
+from pipeline.records import (MASK_COLUMN, MASK_STAGE, PREDICTION_FIELDS, STAGES,
+                              WRITE_MASK_STAGE, ScoredImage, tile_rows)
 from pipeline.run_config import RunConfig
 from pipeline.run_status import REPORT_FILE, SUMMARY_FILE
 from pipeline.report import MAX_ERRORS_SHOWN, heatmap_thumbnail, render_report
 
 OUTPUT_KINDS = ("predictions", "tiles", "errors")
+# Where --write-masks puts the PNGs (pipeline.masks.MASK_FOLDER, which builds on this module).
+MASK_FILES = "masks/*.png"
 # The report lists this many errors of each stage (the first by uri); the errors files
 # hold all of them.
 ERRORS_SHOWN_PER_STAGE = MAX_ERRORS_SHOWN // len(STAGES)
@@ -78,7 +81,8 @@ class ThumbnailFn(beam.DoFn):
         try:
             rgb = decode_rgb(read_uri(image.row["uri"]), self._max_pixels)
             entry["thumbnail_png"] = heatmap_thumbnail(rgb, list(tile_rows(image)),
-                                                       self._threshold)
+                                                       self._threshold,
+                                                       mask_png=image.mask_preview)
         except Exception as exc:  # A missing thumbnail must not fail a finished run.
             logging.warning("no thumbnail for %s: %s", image.row["uri"], exc)
             entry["thumbnail_png"] = None
@@ -107,9 +111,19 @@ def rows_in_files(output: str) -> dict[str, int]:
     return counts
 
 
+def masks_in_files(output: str) -> int:
+    """The mask PNGs under ``output``, as a reader would find them."""
+    try:
+        return len(FileSystems.match([join(output, MASK_FILES)])[0].metadata_list)
+    except Exception:  # Beam raises BeamIOError when a pattern matches nothing.
+        return 0
+
+
 def accounting_problems(counts: dict[str, int], written: dict[str, int], write_tiles: bool,
-                        duplicates: Iterable[str] = ()) -> list[str]:
-    """Every way the run's rows fail to add up; none when each input has exactly one row."""
+                        duplicates: Iterable[str] = (), write_masks: bool = False
+                        ) -> list[str]:
+    """Every way the run's rows fail to add up; none when each input has exactly one row
+    (and, with ``write_masks``, each row naming a mask has its PNG)."""
     seen, scored, failed = (counts.get(key, 0) for key in ("seen", "scored", "failed"))
     problems = []
     if seen != scored + failed:
@@ -122,6 +136,9 @@ def accounting_problems(counts: dict[str, int], written: dict[str, int], write_t
     if write_tiles and written["tiles"] != counts.get("tiles", 0):
         problems.append(f"the tiles files hold {written['tiles']} rows for "
                         f"{counts.get('tiles', 0)} tiles scored")
+    if write_masks and written.get("masks", 0) != counts.get("masks_written", 0):
+        problems.append(f"the masks folder holds {written.get('masks', 0)} PNGs for "
+                        f"{counts.get('masks_written', 0)} rows that name one")
     repeated = counts.get("duplicate_uris", 0)
     if repeated:
         named = ", ".join(repr(uri) for uri in sorted(duplicates))
@@ -163,12 +180,20 @@ class WriteSummaryFn(beam.DoFn):
             "gsd_known": counts.get("gsd_known", 0),
             "gsd_missing_by_reason": {reason: counts.get(f"gsd_missing:{reason}", 0)
                                       for reason in gsd.REASONS},
+            "masks": {**facts.masks(),
+                      "images_measured": counts.get("images_measured", 0),
+                      "tiles_run": counts.get("mask_tiles", 0),
+                      "with_crack": counts.get("with_crack", 0),
+                      "masks_written": counts.get("masks_written", 0),
+                      "errors": sum(counts.get(f"failed:{stage}", 0)
+                                    for stage in (MASK_STAGE, WRITE_MASK_STAGE))},
             "accounting_ok": not problems,
             "accounting": {
                 "in_pipeline": {"seen": seen, "scored": scored, "failed": failed,
                                 "tiles": counts.get("tiles", 0)},
-                "in_files": {kind: written[kind] for kind in OUTPUT_KINDS
-                             if kind != "tiles" or facts.write_tiles},
+                "in_files": {kind: written[kind] for kind in (*OUTPUT_KINDS, "masks")
+                             if (kind != "tiles" or facts.write_tiles)
+                             and (kind != "masks" or facts.write_masks)},
                 "duplicate_uris": counts.get("duplicate_uris", 0),
                 "problems": problems,
             },
@@ -195,7 +220,10 @@ class WriteSummaryFn(beam.DoFn):
                 duplicates: Iterable[str] = (), points: Iterable[dict[str, Any]] = ()
                 ) -> Iterator[dict[str, Any]]:
         written = rows_in_files(self._facts.output)
-        problems = accounting_problems(counts, written, self._facts.write_tiles, duplicates)
+        if self._facts.write_masks:
+            written["masks"] = masks_in_files(self._facts.output)
+        problems = accounting_problems(counts, written, self._facts.write_tiles, duplicates,
+                                       self._facts.write_masks)
         points = list(points)
         summary = self.summary(counts, files, written, problems, len(points))
         write_atomically(summary["outputs"]["geojson"], geo.geojson(points).encode())
@@ -227,6 +255,13 @@ def _prediction_events(image: ScoredImage, positive_class: str
         yield "gsd_known", 1
     elif image.row.get("gsd_missing"):
         yield f"gsd_missing:{image.row['gsd_missing']}", 1
+    if image.mask_tiles:
+        yield "images_measured", 1
+        yield "mask_tiles", image.mask_tiles
+    if image.row.get("crack_width_max_px") is not None:
+        yield "with_crack", 1
+    if image.row.get(MASK_COLUMN):
+        yield "masks_written", 1
 
 
 def _error_events(row: dict[str, str]) -> Iterator[tuple[str, int]]:
