@@ -25,8 +25,10 @@ MASK_FILE = "mask_model.tflite"
 # box mean (by 3/4 of the crack's contrast for a straight one).
 WINDOW = 63
 # Grey levels darker than the box mean at which a pixel is half likely a crack, and how
-# sharply the probability rises around it: real concrete's pits and grain stay under it.
-DARKER_BY = 40.0
+# sharply the probability rises around it: real concrete's pits and grain stay under it,
+# and a pixel half covered by a dark crack on mid-grey concrete (about 120 levels darker)
+# sits at it, so a crack blurred by resizing keeps its width.
+DARKER_BY = 60.0
 SLOPE = 0.15
 THRESHOLD = 0.5
 

@@ -260,7 +260,8 @@ class StitchAndMeasureFn(WriteMaskFn):
                 # Cutting sends the job before its tiles, only once it read the photo.
                 raise RuntimeError(f"{uri}: {len(tiles)} mask tiles and no image reached "
                                    f"stitching")
-            return  # its error row left when the photo could not be read again
+            # Its error row left when the photo could not be read again.
+            return
         job = jobs[0]
         if failures or [index for index, _ in tiles] != list(job.tiles):
             self._failed.inc()
