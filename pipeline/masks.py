@@ -47,7 +47,7 @@ from pipeline.run_config import RunConfig
 from pipeline.summary import write_atomically
 
 MASK_FOLDER = "masks"
-SCORED, ERRORS, FLAGGED, JOBS = "scored", "errors", "flagged", "jobs"
+SCORED, ERRORS, FLAGGED, JOBS, TILES = "scored", "errors", "flagged", "jobs", "tiles"
 NAMESPACE = "crackscan"
 
 
@@ -295,10 +295,10 @@ class MeasureCracks(beam.PTransform):
         cut = (chosen[FLAGGED]
                | "GroupByFile" >> beam.GroupByKey()
                | "CutTiles" >> beam.ParDo(CutMaskTilesFn(facts.max_pixels)).with_outputs(
-                   JOBS, ERRORS, main=SCORED))
+                   JOBS, ERRORS, main=TILES))
         handler = KeyedModelHandler(MaskModelHandler(mask, facts.batch_size,
                                                      facts.litert_threads))
-        results, dead_letters = (cut[SCORED]
+        results, dead_letters = (cut[TILES]
                                  | "RunMaskModel" >> RunInference(handler)
                                  .with_exception_handling())
         measured = ({"job": cut[JOBS],

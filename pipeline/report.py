@@ -34,8 +34,7 @@ OUTLINE_COLOR = (0, 229, 255)
 # Crack pixels of the mask model: a green absent from the colormap, the outline and concrete.
 MASK_COLOR = (57, 255, 20)
 # Thousands of errors would make the page unusably heavy; the full list is in the output.
-# 125 of each of the six stages.
-MAX_ERRORS_SHOWN = 750
+MAX_ERRORS_SHOWN = 500
 
 
 # --------------------------------------------------------------------------- thumbnails

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench import (flip_average, runner_modes, runtimes, scoring, shipped_cost,
+from bench import (flip_average, masks, runner_modes, runtimes, scoring, shipped_cost,
                    survey_memory, training_input, zip_parallel)
 
 
@@ -77,3 +77,14 @@ def test_shipped_cost_benchmark(real_data: Path):
     table = report.split("\n\n")[-1]
     assert rows(table) == ["shipped", "plain one pass"]
     assert table.splitlines()[-1].split("|")[-2].strip() == "1.00"  # plain against itself
+
+
+def test_masks_benchmark(real_data: Path):
+    report = masks.main(["--survey", str(real_data / "data" / "concrete"), "--limit", "4",
+                         "--repeats", "1"])
+    table = report.split("\n\n")[-1]
+    assert [(row, line.split("|")[2].strip()) for row, line in
+            zip(rows(table), table.splitlines()[2:])] == [
+        (survey, job) for survey in ("survey", "no tile flagged") for job in masks.JOBS]
+    no_tile = [line.split("|") for line in table.splitlines()[5:]]
+    assert all(cells[6].strip() == "0" for cells in no_tile)  # no mask tile ran

@@ -292,7 +292,8 @@ def test_formats_archives_and_bad_inputs_each_land_in_one_place(
     seen = len(good) + len(bad) + 1
     assert summary["seen"] == seen
     assert summary["scored"] == len(good) and summary["failed"] == len(bad) + 1
-    assert summary["failed_by_stage"] == {"read": 6, "decode": 6, "tile": 1, "inference": 0}
+    assert summary["failed_by_stage"] == {"read": 6, "decode": 6, "tile": 1, "inference": 0,
+                                          "mask": 0, "write-mask": 0}
     assert summary["accounting_ok"] is True
 
 
