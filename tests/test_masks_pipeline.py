@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -346,7 +348,7 @@ def test_stitching_and_measuring_match_the_whole_mask(real_data: Path):
     assert stitch(plan, [(0, tile)]).shape == (227, 227) and stitch(plan, [(0, tile)]).all()
     hairline = np.zeros((6000, 4800), dtype=bool)
     hairline[3000, :] = True
-    with Image.open(__import__("io").BytesIO(preview(hairline))) as small:
+    with Image.open(io.BytesIO(preview(hairline))) as small:
         assert max(small.size) <= 640 and np.asarray(small).any()
 
 
@@ -406,3 +408,46 @@ def test_old_prediction_files_read_with_empty_measurements(tmp_path: Path):
         writer.writerow(row)
     parsed = list(parse_predictions(str(path), path.read_text()))
     assert all(parsed[0][column] is None for column in (*MEASUREMENT_COLUMNS, "mask"))
+
+
+def test_hostile_names_get_safe_unique_mask_files(tmp_path: Path, mask_model_dir: Path,
+                                                  real_data: Path):
+    """Photos named with a newline, '%', '!' and bytes that are not UTF-8, and two of one
+    name in different folders: each row names its own PNG, under OUT/masks/ only."""
+    patch = concrete(real_data, "Negative", 1)[0]
+    names = [b"a\nb.jpg", b"caf\xe9.jpg", b"50%!.jpg", b"one/x.jpg", b"two/x.jpg"]
+    root = bytes(tmp_path / "photos")
+    for name in names:
+        path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(patch.read_bytes())
+    out = tmp_path / "out"
+
+    summary = score("--input", tmp_path / "photos", "--model", mask_model_dir, "--output", out,
+                    "--write-masks", "--format", "jsonl")
+
+    rows = read_jsonl(out, "predictions")
+    assert summary["accounting_ok"] and len(rows) == len(names) == summary["scored"]
+    paths = [row["mask"] for row in rows]
+    assert len(set(paths)) == len(paths)
+    assert sorted(path.name for path in (out / "masks").iterdir()) == sorted(
+        path.split("/")[1] for path in paths)
+    for path in paths:
+        assert not mask_pixels(out, path, (227, 227)).any()
+
+
+def test_the_report_draws_the_mask_over_the_thumbnail(real_data: Path):
+    from pipeline.report import MASK_COLOR, heatmap_thumbnail
+
+    rgb = np.asarray(Image.open(concrete(real_data, "Negative", 1)[0]).convert("RGB"))
+    mask = np.zeros(rgb.shape[:2], dtype=bool)
+    mask[100:102, 20:200] = True  # a 2 px crack
+    drawn = heatmap_thumbnail(rgb, [], 0.5, mask_png=preview(mask))
+    plain = heatmap_thumbnail(rgb, [], 0.5)
+    with Image.open(io.BytesIO(drawn)) as thumb:
+        pixels = np.asarray(thumb.convert("RGB"))
+    green = np.all(pixels == MASK_COLOR, axis=2)
+    rows = np.flatnonzero(green.any(axis=1))
+    assert green.sum() >= 170 and rows.min() >= 99 and rows.max() <= 102
+    assert drawn != plain
