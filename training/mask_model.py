@@ -85,10 +85,12 @@ def full_model(encoder_model: keras.Model, decoder_model: keras.Model,
     return keras.Model(image, decoder_model([image, *features]), name="crackscan_mask")
 
 
+@keras.saving.register_keras_serializable(package="crackscan")
 def bce_dice_loss(y_true, y_pred):
     """Binary cross-entropy plus soft Dice over the batch. Crack pixels are 1-2% of a
     window: cross-entropy alone is content to predict background everywhere, and Dice,
-    which counts only the crack pixels, is not."""
+    which counts only the crack pixels, is not. Registered, because the saved model keeps
+    the decoder's training configuration and must load without it being passed."""
     y_true = keras.ops.cast(y_true, y_pred.dtype)
     bce = keras.ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
     overlap = keras.ops.sum(y_true * y_pred)
