@@ -40,13 +40,12 @@ from crackscan.tiles import TilePlan, plan_tiles
 from crackscan.tflite_model import TFLiteClassifier
 from pipeline.file_names import mask_file_name
 from pipeline.inference import InterpreterPerThread, read_checked
-from pipeline.records import (MASK_COLUMN, MASK_STAGE, MEASUREMENT_DECIMALS,
+from pipeline.records import (MASK_COLUMN, MASK_FOLDER, MASK_STAGE, MEASUREMENT_DECIMALS,
                               WRITE_MASK_STAGE, ScoredImage, error_row)
 from pipeline.reread import container, photo_bytes
 from pipeline.run_config import RunConfig
 from pipeline.summary import write_atomically
 
-MASK_FOLDER = "masks"
 SCORED, ERRORS, FLAGGED, JOBS, TILES = "scored", "errors", "flagged", "jobs", "tiles"
 NAMESPACE = "crackscan"
 

@@ -20,6 +20,8 @@ from crackscan.photo_metadata import TEXT_COLUMNS, PhotoMetadata
 MEASUREMENT_COLUMNS = ("crack_length_px", "crack_width_max_px", "crack_width_median_px",
                        "crack_length_mm", "crack_width_max_mm", "crack_width_median_mm")
 MASK_COLUMN = "mask"
+# Where --write-masks puts the PNGs under the output.
+MASK_FOLDER = "masks"
 PREDICTION_FIELDS = ("uri", "label", "crack_probability", "threshold", "width", "height",
                      "tiles", "positive_tiles", "model_version", "scored_at", "sha256",
                      *METADATA_FIELDS, *gsd.COLUMNS, *MEASUREMENT_COLUMNS, MASK_COLUMN)

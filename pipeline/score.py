@@ -36,10 +36,10 @@ from pipeline.inference import (DEFAULT_BATCH_SIZES, FAILED, KERAS, LITERT, LITE
                                 LITERT_PER_WORKER, RUNTIMES, SCORES, SHIPPED_MODEL_DIR, SINGLE,
                                 ScoreTiles, litert_file, read_checked, tile_model_handler)
 from pipeline.reading import ERRORS, IMAGES, REUSED, ReadInputs, ReadPreviousPredictions
-from pipeline.masks import MASK_FOLDER, MeasureCracks
+from pipeline.masks import MeasureCracks
 from pipeline.masks import ERRORS as MASK_ERRORS
 from pipeline.masks import SCORED as MEASURED
-from pipeline.records import MASK_COLUMN, ScoredImage, tile_rows
+from pipeline.records import MASK_COLUMN, MASK_FOLDER, ScoredImage, tile_rows
 from pipeline.regroup import SCORED, RegroupByImage
 from pipeline.regroup import ERRORS as INFERENCE_ERRORS
 from pipeline.review_export import ExportReview, existing_export

@@ -32,15 +32,14 @@ from crackscan.decode import decode_rgb
 from crackscan.model_card import join
 from crackscan.sources import read_uri
 from pipeline import geo
-from pipeline.records import (MASK_COLUMN, MASK_STAGE, PREDICTION_FIELDS, STAGES,
+from pipeline.records import (MASK_COLUMN, MASK_FOLDER, MASK_STAGE, PREDICTION_FIELDS, STAGES,
                               WRITE_MASK_STAGE, ScoredImage, tile_rows)
 from pipeline.run_config import RunConfig
 from pipeline.run_status import REPORT_FILE, SUMMARY_FILE
 from pipeline.report import MAX_ERRORS_SHOWN, heatmap_thumbnail, render_report
 
 OUTPUT_KINDS = ("predictions", "tiles", "errors")
-# Where --write-masks puts the PNGs (pipeline.masks.MASK_FOLDER, which builds on this module).
-MASK_FILES = "masks/*.png"
+MASK_FILES = f"{MASK_FOLDER}/*.png"
 # The report lists this many errors of each stage (the first by uri); the errors files
 # hold all of them.
 ERRORS_SHOWN_PER_STAGE = MAX_ERRORS_SHOWN // len(STAGES)

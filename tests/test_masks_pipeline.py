@@ -346,6 +346,9 @@ def test_stitching_and_measuring_match_the_whole_mask(real_data: Path):
     plan = plan_tiles(227, 227, 224, 168, 10**9)
     tile = np.packbits(np.ones((224, 224), dtype=bool))
     assert stitch(plan, [(0, tile)]).shape == (227, 227) and stitch(plan, [(0, tile)]).all()
+    strip = plan_tiles(100, 600, 224, 168, 10**9)  # scaled up to 224 x 1344, 8 tiles
+    lower = stitch(strip, [(strip.count - 1, tile)])
+    assert lower.shape == (600, 100) and lower[500:].all() and not lower[:499].any()
     hairline = np.zeros((6000, 4800), dtype=bool)
     hairline[3000, :] = True
     with Image.open(io.BytesIO(preview(hairline))) as small:
