@@ -183,6 +183,39 @@ def _headline(card: dict[str, Any]) -> str:
               f"ones flagged. Model version `{card['model_sha256'][:12]}`.\n")
 
 
+# A source whose masks are this narrow marks centre lines, not widths (uav75's).
+CENTRE_LINE_PX = 2.0
+
+
+def _width(figures: dict[str, Any]) -> str:
+    if figures.get("width_error_px") is None:
+        return NOT_APPLICABLE
+    if (figures.get("true_width_median_px") or CENTRE_LINE_PX + 1) <= CENTRE_LINE_PX:
+        return f"{NOT_APPLICABLE} (masks are centre lines)"
+    return f"{figures['width_error_px']:.1f} ({figures['width_bias_px']:+.1f})"
+
+
+def _masks(card: dict[str, Any]) -> str:
+    """The crack-mask model's section (``mask_model``, issue 38), where one is attached."""
+    mask = card.get("mask_model")
+    if not mask:
+        return ("No crack-mask model is attached to this model. `python -m "
+                "training.mask_export --mask-dir MASK_DIR --model-dir MODEL_DIR` attaches one "
+                "trained by `python -m training.train_masks`.\n")
+    val = mask.get("val_metrics_by_source", {})
+    rows = [[name, f"{m['photos']:,}", f"{m['precision']:.3f}", f"{m['recall']:.3f}",
+             f"**{m['f1']:.3f}**", f"{val[name]['f1']:.3f}" if name in val else NOT_APPLICABLE,
+             _width(m)] for name, m in sorted(mask["metrics_by_source"].items())]
+    return (f"`{mask['file']}`, sha256 `{mask['sha256'][:12]}`: {mask['backbone']}; pixel "
+            f"threshold {mask['threshold']:.2f}, chosen on validation; tolerance "
+            f"{mask['tolerance_px']} px. Trained on "
+            f"{', '.join(s['name'] for s in mask['training_sources'])}.\n\n"
+            + _table([f"source (whole test photos, {mask['tolerance_px']} px tolerance)",
+                      "photos", "precision", "recall", "F1", "val F1",
+                      "width error px (bias)"], rows)
+            + "\n```bash\n" + "\n".join(mask["reproduce"]) + "\n```\n")
+
+
 WRITERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "model": _model,
     "training-data": _data,
@@ -192,6 +225,7 @@ WRITERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "photo-size": _photo_size,
     "reproduce": _reproduce,
     "headline": _headline,
+    "masks": _masks,
 }
 
 

@@ -19,7 +19,8 @@ import pytest
 from crackscan import cli, model_card_doc
 from pipeline import demo as score_demo
 from pipeline import score
-from training import build_dataset, export_tflite, jointed_set, mask_stats, train
+from training import (build_dataset, export_tflite, jointed_set, mask_export, mask_stats,
+                      train, train_masks)
 from training import demo as train_demo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +41,9 @@ PARSERS: dict[str, tuple[Callable[[], argparse.ArgumentParser], bool]] = {
 # Commands run only as ``python -m``.
 MODULE_PARSERS = {"crackscan.model_card_doc": (model_card_doc.parser, False),
                   "training.jointed_set": (jointed_set.parser, False),
-                  "training.mask_stats": (mask_stats.parser, False)}
+                  "training.mask_stats": (mask_stats.parser, False),
+                  "training.train_masks": (train_masks.parser, False),
+                  "training.mask_export": (mask_export.parser, False)}
 MODULES = {"pipeline.score": "crackscan-score", "pipeline.demo": "crackscan-demo",
            "training.build_dataset": "crackscan-build-dataset", "training.train": "crackscan-train",
            "training.export_tflite": "crackscan-export-tflite",

@@ -255,3 +255,20 @@ def test_attach_command_line(trained: tuple[Path, Path, dict], tmp_path: Path,
     with pytest.raises(SystemExit, match=f"{tmp_path}: not a mask model folder, "
                                          f"mask_card.json is missing"):
         mask_export.main(["--mask-dir", str(tmp_path), "--model-dir", str(target)])
+
+
+def test_the_model_card_shows_the_attached_section(trained: tuple[Path, Path, dict]) -> None:
+    """MODEL_CARD.md's masks table is written from the card's section, one row a source."""
+    from crackscan import model_card_doc
+
+    _, classifier, _ = trained
+    card = model_card.read_card(str(classifier))
+    text = model_card_doc.render("<!-- card:masks -->\n<!-- /card:masks -->", card)
+    section = card["mask_model"]
+    assert f"sha256 `{section['sha256'][:12]}`" in text
+    for source, figures in section["metrics_by_source"].items():
+        assert f"| {source} | {figures['photos']} | {figures['precision']:.3f} |" in text
+    assert section["reproduce"][-1] in text
+    bare = model_card_doc.render("<!-- card:masks -->\n<!-- /card:masks -->",
+                                 {k: v for k, v in card.items() if k != "mask_model"})
+    assert "No crack-mask model is attached" in bare

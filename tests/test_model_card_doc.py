@@ -17,7 +17,7 @@ from crackscan import model_card_doc
 REPO = Path(__file__).resolve().parents[1]
 CARD = json.loads(model_card_doc.SHIPPED_CARD.read_text(encoding="utf-8"))
 MODEL_CARD_TABLES = ["model", "training-data", "test-by-source", "photos-by-source",
-                     "val-by-source", "photo-size", "reproduce"]
+                     "val-by-source", "photo-size", "reproduce", "masks"]
 
 
 def test_the_model_card_holds_every_table_and_the_readme_the_headline():

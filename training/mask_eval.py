@@ -175,16 +175,20 @@ def figures(photos: list[ScoredPhoto], threshold: float) -> dict[str, dict]:
     """Per source at ``threshold``: precision, recall, F1, photos, pixels and width errors
     (the median absolute and median signed error on found centre-line pixels, and the
     median absolute error of each photo's widest point, the ``crack_width_max_px`` a
-    scored photo reports)."""
+    scored photo reports), and the true masks' median width: at 2 px or less the masks are
+    centre lines (uav75's), and the width error measures against them, not the crack."""
     result: dict[str, dict] = {}
     for source in sorted({photo.source for photo in photos}):
         own = [photo for photo in photos if photo.source == source]
         counts = Counts.empty(1)
-        errors, widest = [], []
+        errors, widest, true_widths = [], [], []
         for photo in own:
             predicted = photo.probability >= threshold
             counts += photo_counts(photo.probability, photo.truth, (threshold,))
             errors.append(width_errors(predicted, photo.truth))
+            if photo.truth.any():
+                line, width = centre_line(photo.truth)
+                true_widths.append(width[line])
             if predicted.any() and photo.truth.any():
                 widest.append(abs(measure(predicted).width_max_px
                                   - measure(photo.truth).width_max_px))
@@ -197,5 +201,7 @@ def figures(photos: list[ScoredPhoto], threshold: float) -> dict[str, dict]:
             "width_bias_px": float(np.median(error)) if error.size else None,
             "width_pixels_compared": int(error.size),
             "width_max_error_px": float(np.median(widest)) if widest else None,
+            "true_width_median_px": (float(np.median(np.concatenate(true_widths)))
+                                     if true_widths else None),
         }
     return result
