@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from crackscan import model_card
+from crackscan import mask_spec, model_card
 from crackscan.decode import decode_rgb
 from crackscan.labels import NEGATIVE, POSITIVE
 from training import build_dataset, export_tflite, mask_data, mask_eval, mask_export, train_masks
@@ -217,6 +217,8 @@ def test_attached_to_a_classifier(trained: tuple[Path, Path, dict]) -> None:
     assert card["mask_model"] == section
     assert model_card.file_sha256(str(classifier / "mask_model.tflite")) == section["sha256"]
     assert card["tflite_sha256"] == model_card.file_sha256(str(classifier / "model.tflite"))
+    spec = mask_spec.read_mask_spec(str(classifier), card["tile_size"])
+    assert (spec.sha256, spec.threshold) == (section["sha256"], section["threshold"])
 
 
 def test_attach_refuses_what_does_not_fit(trained: tuple[Path, Path, dict],
