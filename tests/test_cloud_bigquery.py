@@ -105,7 +105,11 @@ def test_pipeline_rows_and_schema_load_into_bigquery_and_read_back_equal(
             ("latitude", "FLOAT"), ("longitude", "FLOAT"), ("altitude_m", "FLOAT"),
             ("captured_at", "STRING"), ("camera_make", "STRING"), ("camera_model", "STRING"),
             ("gimbal_yaw_deg", "FLOAT"), ("gimbal_pitch_deg", "FLOAT"), ("gsd_mm", "FLOAT"),
-            ("gsd_source", "STRING"), ("gsd_missing", "STRING")))]
+            ("gsd_source", "STRING"), ("gsd_missing", "STRING"),
+            ("crack_length_px", "FLOAT"), ("crack_width_max_px", "FLOAT"),
+            ("crack_width_median_px", "FLOAT"), ("crack_length_mm", "FLOAT"),
+            ("crack_width_max_mm", "FLOAT"), ("crack_width_median_mm", "FLOAT"),
+            ("mask", "STRING")))]
     partitioning = bigquery_client.get_table(created).time_partitioning
     assert (partitioning.type_, partitioning.field) == ("DAY", "scored_at")
 

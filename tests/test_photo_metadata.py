@@ -25,7 +25,7 @@ from crackscan import gsd
 from crackscan.decode import DecodeError, decode_photo, decode_rgb
 from crackscan.model_card import ModelCard
 from crackscan.photo_metadata import COLUMNS, PhotoMetadata
-from pipeline.records import PREDICTION_FIELDS, SourceImage, parse_predictions
+from pipeline.records import NO_MEASUREMENT, PREDICTION_FIELDS, SourceImage, parse_predictions
 from pipeline.tiling import DecodeAndTile
 from scoring_helpers import concrete, read_jsonl, read_predictions, score
 
@@ -399,7 +399,7 @@ def test_skip_scored_carries_rows_written_before_the_metadata_columns(
     (previous / "predictions-00000-of-00001.csv").write_text(text.getvalue())
     (previous / "summary.json").write_text(json.dumps({"accounting_ok": True}))
     assert list(parse_predictions("predictions-00000-of-00001.csv", text.getvalue())) == [
-        {**old_row, **dict.fromkeys(COLUMNS), **dict.fromkeys(gsd.COLUMNS)}]
+        {**old_row, **dict.fromkeys(COLUMNS), **dict.fromkeys(gsd.COLUMNS), **NO_MEASUREMENT}]
 
     out = tmp_path / "out"
     summary = score("--input", plain, "--input", survey / "geotagged.jpg",
@@ -408,5 +408,6 @@ def test_skip_scored_carries_rows_written_before_the_metadata_columns(
     rows = read_predictions(out)
     carried = rows[str(plain)]
     assert carried == {**{field: str(value) for field, value in old_row.items()},
-                       **dict.fromkeys(COLUMNS, ""), **dict.fromkeys(gsd.COLUMNS, "")}
+                       **dict.fromkeys(COLUMNS, ""), **dict.fromkeys(gsd.COLUMNS, ""),
+                       **dict.fromkeys(NO_MEASUREMENT, "")}
     assert rows[str(survey / "geotagged.jpg")]["captured_at"] == "2026-11-30T21:14:05+01:00"
